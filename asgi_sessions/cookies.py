@@ -1,0 +1,190 @@
+"""Reading the session cookie from a request and writing Set-Cookie headers.
+
+Owns: finding one cookie (and its chunks) in the raw ``Cookie`` headers
+without parsing every other cookie, the exact Set-Cookie spelling Starlette
+uses (``path=``, ``Max-Age=``, ``httponly``, ``samesite=``, ``secure``,
+``domain=``, ``partitioned``), the browser's 4096-byte limit, and splitting a
+large value across ``name``, ``name.1``, ... when chunking is enabled.
+
+Never knows: what the value means (sealed data or a session id).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from .errors import ImproperlyConfigured, SessionTooLarge
+
+__all__ = ["COOKIE_LIMIT", "CookieJarView", "CookieSpec"]
+
+COOKIE_LIMIT: Final = 4096
+"""Browsers keep a cookie only if ``name=value`` plus attributes fit in 4096 bytes."""
+
+MAX_CHUNKS: Final = 16
+"""More chunks than this are refused on read (and never written): a cookie
+jar is shared with the rest of the site, and browsers cap cookies per domain."""
+
+_EXPIRED: Final = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
+_CHUNK_HEAD = re.compile(r"([2-9]|1[0-6])\.(.*)\Z", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class CookieJarView:
+    """What the request carried for our cookie.
+
+    ``value`` is the (re-assembled) cookie value or ``None``; ``chunks`` is how
+    many cookies it occupied (0 when absent), so stale ones can be deleted.
+    """
+
+    value: str | None
+    chunks: int
+
+
+_ABSENT: Final = CookieJarView(None, 0)
+
+
+class CookieSpec:
+    """One cookie's name and attributes, turned into header text once.
+
+    The per-request work is a string search and a concatenation; everything
+    else is prepared here at construction.
+    """
+
+    __slots__ = (
+        "_chunk_patterns",
+        "_delete_tail",
+        "_name_eq",
+        "_pattern",
+        "_set_tail",
+        "chunked",
+        "name",
+        "path",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: str = "/",
+        domain: str | None = None,
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        https_only: bool = False,
+        http_only: bool = True,
+        partitioned: bool = False,
+        chunked: bool = False,
+    ) -> None:
+        if not name or not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):
+            raise ImproperlyConfigured(f"{name!r} is not a valid cookie name")
+        if same_site not in ("lax", "strict", "none"):
+            raise ImproperlyConfigured("same_site must be 'lax', 'strict' or 'none'")
+        if name.startswith("__Secure-") and not https_only:
+            raise ImproperlyConfigured(
+                f"cookie {name!r}: browsers only accept a __Secure- cookie with the Secure "
+                "attribute; set https_only=True"
+            )
+        if name.startswith("__Host-") and (not https_only or path != "/" or domain is not None):
+            raise ImproperlyConfigured(
+                f"cookie {name!r}: browsers only accept a __Host- cookie that is Secure "
+                "(https_only=True), has path='/' and no domain"
+            )
+        self.name = name
+        self.path = path
+        self.chunked = chunked
+        flags = ("httponly; " if http_only else "") + "samesite=" + same_site
+        if https_only:
+            flags += "; secure"
+        if domain is not None:
+            flags += f"; domain={domain}"
+        if partitioned:
+            flags += "; partitioned"
+        self._name_eq = name + "="
+        self._set_tail = flags
+        self._delete_tail = f"=null; path={path}; {_EXPIRED}{flags}"
+        self._pattern = re.compile(r"(?:^|;)\s*" + re.escape(name) + r"=([^;]*)")
+        self._chunk_patterns = [
+            re.compile(r"(?:^|;)\s*" + re.escape(f"{name}.{i}") + r"=([^;]*)")
+            for i in range(1, MAX_CHUNKS)
+        ]
+
+    # -- reading ---------------------------------------------------------------
+
+    def read(self, headers: Iterable[tuple[bytes, bytes]]) -> CookieJarView:
+        """Find our cookie in raw ASGI headers.
+
+        With duplicates, the first wins: browsers send the cookie with the most
+        specific path first (RFC 6265 §5.4).
+        """
+        header = None
+        for field, raw in headers:
+            if field == b"cookie":
+                header = raw if header is None else header + b"; " + raw
+        if header is None:
+            return _ABSENT
+        text = header.decode("latin-1")
+        if self._name_eq not in text:
+            return _ABSENT
+        match = self._pattern.search(text)
+        if match is None:
+            return _ABSENT
+        value = match.group(1).strip()
+        if len(value) >= 2 and value[0] == '"' == value[-1]:
+            value = value[1:-1]
+        if not self.chunked:
+            return CookieJarView(value, 1)
+        head = _CHUNK_HEAD.match(value)
+        if head is None:
+            return CookieJarView(value, 1)
+        count = int(head.group(1))
+        parts = [head.group(2)]
+        for pattern in self._chunk_patterns[: count - 1]:
+            part = pattern.search(text)
+            if part is None:  # a chunk went missing: the value cannot verify
+                return CookieJarView("", count)
+            parts.append(part.group(1).strip())
+        return CookieJarView("".join(parts), count)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _line(self, name: str, value: str, max_age: int | None) -> str:
+        age = "" if max_age is None else f"Max-Age={max_age}; "
+        return f"{name}={value}; path={self.path}; {age}{self._set_tail}"
+
+    def set_headers(self, value: str, max_age: int | None, previous_chunks: int) -> list[str]:
+        """Set-Cookie header values that store ``value``, deleting stale chunks.
+
+        Raises :class:`SessionTooLarge` when the value does not fit and chunking
+        is off (or needs more than :data:`MAX_CHUNKS` cookies).
+        """
+        line = self._line(self.name, value, max_age)
+        if len(line) <= COOKIE_LIMIT:
+            lines = [line]
+        elif not self.chunked:
+            raise SessionTooLarge(len(line), COOKIE_LIMIT)
+        else:
+            lines = self._chunk(value, max_age, len(line))
+        lines.extend(self._delete_lines(len(lines), previous_chunks))
+        return lines
+
+    def _chunk(self, value: str, max_age: int | None, size: int) -> list[str]:
+        # Room for one chunk: the limit less the attributes of the longest
+        # chunk name and the "N." head of the first chunk.
+        overhead = len(self._line(f"{self.name}.{MAX_CHUNKS}", "", max_age)) + 3
+        room = COOKIE_LIMIT - overhead
+        pieces = [value[i : i + room] for i in range(0, len(value), room)]
+        if len(pieces) > MAX_CHUNKS:
+            raise SessionTooLarge(size, COOKIE_LIMIT * MAX_CHUNKS)
+        lines = [self._line(self.name, f"{len(pieces)}.{pieces[0]}", max_age)]
+        lines.extend(
+            self._line(f"{self.name}.{i}", piece, max_age) for i, piece in enumerate(pieces[1:], 1)
+        )
+        return lines
+
+    def _delete_lines(self, start: int, previous_chunks: int) -> list[str]:
+        return [f"{self.name}.{i}{self._delete_tail}" for i in range(start, previous_chunks)]
+
+    def delete_headers(self, previous_chunks: int) -> list[str]:
+        """Set-Cookie header values that delete the cookie and all its chunks."""
+        return [self.name + self._delete_tail, *self._delete_lines(1, previous_chunks)]

@@ -1,0 +1,255 @@
+"""The ASGI middleware: a session in every scope, committed as the response starts.
+
+Owns: reading the session cookie from the request, handing the app a lazy
+:class:`~asgi_sessions.session.Session`, optionally loading server sessions
+before the app runs, and turning the session's commit into ``Set-Cookie`` and
+``Vary`` headers on ``http.response.start``.
+
+Never knows: what a session contains, how it is stored or encrypted.
+
+Construction does all the work that does not depend on the request (cookie
+attributes, keys, the store); the per-request path is one header scan, one
+object and one closure.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .cookies import CookieSpec
+from .crypto import SecretKey
+from .errors import (
+    ImproperlyConfigured,
+    SessionInterrupted,
+    SessionStoreUnavailable,
+)
+from .serializers import JSONSerializer, Serializer
+from .session import CookieUpdate, Session, SessionBackend
+from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_url
+
+__all__ = ["SessionMiddleware"]
+
+logger = logging.getLogger("asgi_sessions")
+
+_AFTER_START = (
+    "the session was changed after the response headers were sent, so its cookie can "
+    "no longer be updated; change cookie sessions before the response starts (or use a "
+    "server-side store)"
+)
+_IN_WEBSOCKET = (
+    "a cookie session cannot be changed in a websocket: no cookie can be sent there; "
+    "use a server-side store to change the session during a websocket connection"
+)
+
+
+def _seconds(name: str, value: int | None) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number of seconds or None")
+    return value
+
+
+class SessionMiddleware:
+    """Sessions for an ASGI app, drop-in compatible with Starlette's ``SessionMiddleware``.
+
+    The first nine parameters are Starlette's, with its defaults and meaning.
+    By default the session is kept in the cookie, encrypted with
+    ``secret_key`` (a secret, or a sequence of secrets newest first for
+    rotation). Pass ``store`` (a store object or URL such as
+    ``"redis://localhost"``) to keep sessions server-side, where the cookie
+    holds only a random id and ``secret_key`` may be ``None``.
+
+    ``idle_timeout`` expires sessions after that many seconds without a
+    request that loads them; ``absolute_timeout`` ends them that long after
+    creation however active they are. ``save_every_request`` re-saves (and
+    re-sends the cookie) on every request. ``autoload`` (server stores):
+    ``True`` loads the session before the app runs when the request carries a
+    session cookie, a sequence of path prefixes limits that to those paths,
+    ``False`` leaves loading to ``await session.load()``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        secret_key: SecretKey | Sequence[SecretKey] | None = None,
+        session_cookie: str = "session",
+        max_age: int | None = 14 * 24 * 60 * 60,
+        path: str = "/",
+        same_site: Literal["lax", "strict", "none"] = "lax",
+        https_only: bool = False,
+        domain: str | None = None,
+        partitioned: bool = False,
+        *,
+        store: SessionStore | CookieStore | str | None = None,
+        http_only: bool = True,
+        idle_timeout: int | None = None,
+        absolute_timeout: int | None = None,
+        save_every_request: bool = False,
+        autoload: bool | Sequence[str] = True,
+        serializer: Serializer | None = None,
+    ) -> None:
+        self.app = app
+        if store is None:
+            if secret_key is None:
+                raise ImproperlyConfigured(
+                    "secret_key is required for cookie sessions (or pass a server-side store)"
+                )
+            store = EncryptedCookieStore(secret_key)
+        elif isinstance(store, str):
+            store = store_from_url(store)
+        if isinstance(store, CookieStore):
+            server_store, cookie_store, chunked = None, store, store.chunked
+        elif isinstance(store, SessionStore):
+            server_store, cookie_store, chunked = store, None, False
+        else:
+            raise ImproperlyConfigured(
+                f"store must be a SessionStore, a CookieStore or a URL, not {type(store).__name__}"
+            )
+        if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
+            raise ImproperlyConfigured("max_age must be an int number of seconds or None")
+        self.store = store
+        self.cookie = CookieSpec(
+            session_cookie,
+            path=path,
+            domain=domain,
+            same_site=same_site,
+            https_only=https_only,
+            http_only=http_only,
+            partitioned=partitioned,
+            chunked=chunked,
+        )
+        self.backend = SessionBackend(
+            store=server_store,
+            cookie_store=cookie_store,
+            cookie_name=session_cookie,
+            max_age=max_age,
+            idle_timeout=_seconds("idle_timeout", idle_timeout),
+            absolute_timeout=_seconds("absolute_timeout", absolute_timeout),
+            save_every_request=save_every_request,
+            serializer=serializer or JSONSerializer(),
+        )
+        if isinstance(autoload, (str, bytes)):
+            raise ImproperlyConfigured("autoload takes True, False or a sequence of path prefixes")
+        self._autoload: bool | tuple[str, ...] = (
+            autoload if isinstance(autoload, bool) else tuple(autoload)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type != "http" and scope_type != "websocket":
+            await self.app(scope, receive, send)
+            return
+
+        jar = self.cookie.read(scope["headers"])
+        session = Session._lazy(self.backend, jar.value)
+        scope["session"] = session
+        if jar.value is not None and self.backend.store is not None and self._autoloads(scope):
+            try:
+                await session._load(mark=False)
+            except SessionStoreUnavailable:
+                # The app still runs: routes that never touch the session work,
+                # and those that do get SessionStoreUnavailable where they can
+                # handle it (a 503 handler). Nothing will be saved.
+                logger.warning("session store unavailable: the session could not be loaded")
+
+        if scope_type == "websocket":
+            await self._websocket(session, scope, receive, send)
+            return
+
+        status = 200
+        started = False
+        replaced = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, started, replaced
+            if replaced:
+                return  # the app's own response was replaced by an error response
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                try:
+                    update = await session.commit(status)
+                except SessionInterrupted:
+                    logger.info("session deleted by a concurrent request; changes dropped")
+                    replaced = True
+                    await _error_response(send, 400, b"Session interrupted: please retry.")
+                    return
+                except SessionStoreUnavailable:
+                    logger.warning("session store unavailable: the session could not be saved")
+                    replaced = True
+                    await _error_response(send, 503, b"Session store unavailable.")
+                    return
+                if session.accessed or update is not None:
+                    self._add_headers(message, session.accessed, update, jar.chunks)
+                if self.backend.store is None:
+                    session.freeze(_AFTER_START)
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+        if started and not replaced and session.modified and status < 500:
+            # Server stores: a change made after the headers went out is still
+            # saved under the same id (cookie sessions were frozen above).
+            try:
+                await session.commit(status, can_set_cookie=False)
+            except SessionInterrupted:
+                logger.info("session deleted by a concurrent request; late changes dropped")
+
+    def _autoloads(self, scope: Scope) -> bool:
+        autoload = self._autoload
+        if isinstance(autoload, bool):
+            return autoload
+        path: str = scope.get("path", "")
+        return path.startswith(autoload)
+
+    def _add_headers(
+        self, message: Message, vary: bool, update: CookieUpdate | None, chunks: int
+    ) -> None:
+        headers = list(message.get("headers", ()))
+        if vary:
+            for index, (name, value) in enumerate(headers):
+                if name.lower() == b"vary":
+                    if b"cookie" not in value.lower():
+                        headers[index] = (name, value + b", Cookie")
+                    break
+            else:
+                headers.append((b"vary", b"Cookie"))
+        if update is not None:
+            if update.value is None:
+                lines = self.cookie.delete_headers(chunks)
+            else:
+                lines = self.cookie.set_headers(update.value, update.max_age, chunks)
+            headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
+        message["headers"] = headers
+
+    async def _websocket(
+        self, session: Session, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if self.backend.store is None:
+            session.freeze(_IN_WEBSOCKET)
+        await self.app(scope, receive, send)
+        if session.modified:
+            # Server stores save on disconnect (or earlier, with `await session.save()`).
+            try:
+                await session.commit(can_set_cookie=False)
+            except SessionInterrupted:
+                logger.info("session deleted by a concurrent request; websocket changes dropped")
+
+
+async def _error_response(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode("ascii")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,892 @@
+"""The session: a lazily loaded ``dict`` with Django's session API.
+
+Owns: every session semantic, in one place (as Django's ``SessionBase``):
+lazy loading, modified/accessed flags, which keys changed, expiry
+arithmetic, idle and absolute timeouts, ``flush``/``cycle_key``, the test
+cookie, and deciding at commit what to write to the store and what cookie
+value (if any) the client must receive.
+
+Never knows: ASGI, headers or requests. The middleware hands it a raw cookie
+value and asks :meth:`Session.commit` for a :class:`CookieUpdate`.
+
+A ``Session`` built directly (``Session({"a": 1})``) is an ordinary, loaded
+mapping with the flags, which is all Starlette's own ``Session`` is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, NamedTuple
+
+from ._record import Expiry, Record, decode_frames, encode_frame, frame_bytes
+from .crypto import is_session_id, new_session_id, store_key
+from .errors import (
+    SessionError,
+    SessionInterrupted,
+    SessionNotLoaded,
+    SessionStoreUnavailable,
+)
+from .serializers import JSONSerializer, Serializer
+from .stores.base import SessionStore
+from .stores.cookie import CookieStore
+
+__all__ = ["CookieUpdate", "Session", "SessionBackend"]
+
+logger = logging.getLogger("asgi_sessions")
+
+_MISSING: Any = object()
+
+# Load states. A plain Session() is _LOADED; the middleware creates the others.
+_LOADED: Final = 0
+_COOKIE_PENDING: Final = 1  # a cookie value to open, synchronously, on first touch
+_STORE_PENDING: Final = 2  # a session id to read from a server store: needs `await load()`
+_FAILED: Final = 3  # the store could not be read: every access raises
+
+TEST_COOKIE_NAME: Final = "testcookie"
+TEST_COOKIE_VALUE: Final = "worked"
+
+# Server records that have grown by this many appended frames are rewritten
+# as one snapshot on the next change (with a compare-and-set, so no
+# concurrent append is lost).
+COMPACT_AFTER_FRAMES: Final = 16
+# Server-side lifetime of sessions whose cookie has no Max-Age and no other
+# limit applies (Django's SESSION_COOKIE_AGE).
+DEFAULT_SERVER_AGE: Final = 1_209_600
+_CREATE_ATTEMPTS: Final = 4
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class CookieUpdate(NamedTuple):
+    """What the client's cookie must become after a commit.
+
+    ``value=None`` deletes the cookie; otherwise it is set with ``max_age``
+    (``None``: a browser-session cookie).
+    """
+
+    value: str | None
+    max_age: int | None = None
+
+
+_DELETE: Final = CookieUpdate(None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionBackend:
+    """Where sessions of one middleware live and how long, built once.
+
+    Exactly one of ``store`` (server-side) and ``cookie_store`` (client-side)
+    is set. ``cookie_name`` labels cookie tokens so they cannot be replayed
+    under another name. Times are in seconds.
+    """
+
+    store: SessionStore | None = None
+    cookie_store: CookieStore | None = None
+    cookie_name: str = "session"
+    max_age: int | None = 1_209_600
+    idle_timeout: int | None = None
+    absolute_timeout: int | None = None
+    save_every_request: bool = False
+    serializer: Serializer = JSONSerializer()  # noqa: RUF009 - stateless and shared on purpose
+
+
+_PLAIN: Final = SessionBackend(cookie_store=None)
+
+
+class Session(dict[str, Any]):
+    """A session: a real ``dict`` whose contents are loaded on first use.
+
+    Behaves like Starlette's ``Session`` (the flags, ``mark_accessed()``,
+    ``mark_modified()``) and implements Django's session API: ``flush``,
+    ``cycle_key``, expiry, the test cookie and the ``a*`` async mirrors.
+
+    With a server-side store the session must be loaded with ``await
+    session.load()`` (or the async methods, or the middleware's ``autoload``)
+    before synchronous use; until then synchronous access raises
+    :class:`~asgi_sessions.errors.SessionNotLoaded`.
+    """
+
+    accessed: bool = False
+    """The session was read or written (the response then varies by Cookie)."""
+    modified: bool = False
+    """The session was changed and must be saved."""
+
+    # Per-instance state, as class-level defaults so a request that never
+    # touches its session pays for none of it.
+    _backend: SessionBackend = _PLAIN
+    _state: int = _LOADED
+    _token: str | None = None  # raw cookie value as received
+    _key: str | None = None  # the verified session id (server stores)
+    _old_key: str | None = None  # id whose record must be deleted at commit
+    _error: SessionStoreUnavailable | None = None
+    _created: int | None = None
+    _issued: int | None = None
+    _expiry: Expiry = None
+    _frames: int = 0
+    _blob: bytes | None = None
+    _changes: set[str] | None = None
+    _all_dirty: bool = False
+    _cleared: bool = False
+    _flushed: bool = False
+    _cycle: bool = False
+    _reissue: bool = False
+    _frozen: str | None = None
+
+    @classmethod
+    def _lazy(cls, backend: SessionBackend, token: str | None) -> Session:
+        """A session of ``backend`` for a request that carried ``token``.
+
+        Costs no decryption and no I/O; that happens on first use.
+        """
+        session = cls()
+        session._backend = backend
+        if token is not None:
+            session._token = token
+            if backend.store is None:
+                session._state = _COOKIE_PENDING
+            elif is_session_id(token):
+                session._state = _STORE_PENDING
+            else:
+                logger.debug("session cookie refused: not a well-formed session id")
+        return session
+
+    # -- loading ---------------------------------------------------------------
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether the contents are available (loading them if that needs no I/O)."""
+        if self._state == _COOKIE_PENDING:
+            self._open_cookie()
+        return self._state == _LOADED
+
+    async def load(self) -> None:
+        """Load the session from its store; a no-op if already loaded.
+
+        Raises :class:`~asgi_sessions.errors.SessionStoreUnavailable` if the
+        store cannot be reached; the session then refuses every access and
+        is never saved, so stored data is never overwritten by a failed read.
+        """
+        await self._load(mark=True)
+
+    async def _load(self, *, mark: bool) -> None:
+        state = self._state
+        if state == _LOADED:
+            return
+        if state == _COOKIE_PENDING:
+            self._open_cookie()
+            return
+        store = self._backend.store
+        assert store is not None
+        assert self._token is not None
+        try:
+            blob = await store.read(store_key(self._token))
+        except SessionStoreUnavailable as exc:
+            self._state = _FAILED
+            self._error = exc
+            raise
+        self._state = _LOADED
+        self._error = None
+        if mark:
+            self.accessed = True
+        if blob is None:
+            logger.debug("session id not in the store; a new id will be issued")
+            return
+        try:
+            record = decode_frames(self._backend.serializer, blob)
+        except (ValueError, TypeError):
+            logger.debug("stored session record is malformed; starting a new session")
+            return
+        if self._expired(record, _now(), check_idle=False):
+            logger.debug("stored session has expired; starting a new session")
+            self._old_key = self._token
+            return
+        self._key = self._token
+        self._blob = blob
+        self._adopt(record)
+
+    def _open_cookie(self) -> None:
+        backend = self._backend
+        cookie_store = backend.cookie_store
+        assert cookie_store is not None
+        assert self._token is not None
+        self._state = _LOADED
+        self.accessed = True
+        opened = cookie_store.open(self._token, backend.cookie_name, backend.max_age)
+        if opened is None:
+            return  # the store logged why at debug level
+        now = _now()
+        if opened.legacy_data is not None:
+            record = Record(data=opened.legacy_data, created=now, issued=now)
+        else:
+            record = Record()
+            try:
+                record.apply(backend.serializer.loads(opened.payload))
+            except (ValueError, TypeError):
+                logger.debug("session cookie refused: payload is malformed")
+                return
+        if self._expired(record, now, check_idle=True):
+            logger.debug("session cookie refused: expired")
+            return
+        self._reissue = opened.reissue
+        self._adopt(record)
+
+    def _expired(self, record: Record, now: int, *, check_idle: bool) -> bool:
+        backend = self._backend
+        if record.expires is not None and now >= record.expires:
+            return True
+        if (
+            check_idle
+            and backend.idle_timeout is not None
+            and now - record.issued >= backend.idle_timeout
+        ):
+            return True
+        return (
+            backend.absolute_timeout is not None
+            and now - record.created >= backend.absolute_timeout
+        )
+
+    def _adopt(self, record: Record) -> None:
+        dict.update(self, record.data)
+        self._created = record.created
+        self._issued = record.issued
+        self._expiry = record.expiry
+        self._frames = record.frames
+
+    def _ensure(self) -> None:
+        state = self._state
+        if state == _LOADED:
+            return
+        if state == _COOKIE_PENDING:
+            self._open_cookie()
+        elif state == _FAILED:
+            assert self._error is not None
+            raise SessionStoreUnavailable(str(self._error)) from self._error
+        else:
+            raise SessionNotLoaded()
+
+    # -- flags -----------------------------------------------------------------
+
+    def mark_accessed(self) -> None:
+        """Record that the session was used (Starlette's ``request.session`` calls this).
+
+        A cookie session is decrypted here, so that code handing the session
+        straight to ``json.dumps`` sees its contents.
+        """
+        self.accessed = True
+        if self._state == _COOKIE_PENDING:
+            self._open_cookie()
+
+    def mark_modified(self) -> None:
+        """Record that the session changed in a way it cannot see (a nested value).
+
+        Every key is then saved.
+        """
+        self._check_open()
+        self.accessed = True
+        self.modified = True
+        self._all_dirty = True
+
+    def _check_open(self) -> None:
+        if self._frozen is not None:
+            raise SessionError(self._frozen)
+
+    def _dirty(self, key: str) -> None:
+        if self._frozen is not None:
+            raise SessionError(self._frozen)
+        self.accessed = True
+        self.modified = True
+        changes = self._changes
+        if changes is None:
+            self._changes = {key}
+        else:
+            changes.add(key)
+
+    def _dirty_many(self, keys: Iterable[str]) -> None:
+        if self._frozen is not None:
+            raise SessionError(self._frozen)
+        self.accessed = True
+        self.modified = True
+        if self._changes is None:
+            self._changes = set(keys)
+        else:
+            self._changes.update(keys)
+
+    # -- reading (dict API) ----------------------------------------------------
+
+    def __getitem__(self, key: str) -> Any:
+        self._ensure()
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key: object) -> bool:
+        self._ensure()
+        return dict.__contains__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._ensure()
+        return dict.__iter__(self)
+
+    def __reversed__(self) -> Iterator[str]:
+        self._ensure()
+        return dict.__reversed__(self)
+
+    def __len__(self) -> int:
+        self._ensure()
+        return dict.__len__(self)
+
+    def __eq__(self, other: object) -> bool:
+        self._ensure()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        self._ensure()
+        return dict.__ne__(self, other)
+
+    __hash__ = None
+
+    def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        self._ensure()
+        return dict(dict.items(self)) | other  # type: ignore[no-any-return]
+
+    def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
+        self._ensure()
+        return other | dict(dict.items(self))  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        if self._state == _COOKIE_PENDING:
+            self._open_cookie()
+        if self._state != _LOADED:
+            return f"<{type(self).__name__} (not loaded)>"
+        return f"{type(self).__name__}({dict.__repr__(self)})"
+
+    def get(self, key: str, default: Any = None, /) -> Any:
+        """``dict.get``, loading first."""
+        self._ensure()
+        return dict.get(self, key, default)
+
+    def keys(self) -> Any:
+        """``dict.keys``, loading first."""
+        self._ensure()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        """``dict.values``, loading first."""
+        self._ensure()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        """``dict.items``, loading first."""
+        self._ensure()
+        return dict.items(self)
+
+    def copy(self) -> dict[str, Any]:
+        """A plain ``dict`` copy of the contents."""
+        self._ensure()
+        return dict(dict.items(self))
+
+    # -- writing (dict API) ----------------------------------------------------
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._ensure()
+        self._dirty(key)
+        dict.__setitem__(self, key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self._ensure()
+        self._dirty(key)
+        dict.__delitem__(self, key)
+
+    def clear(self) -> None:
+        """Remove every key (the session stays; use :meth:`flush` to log out)."""
+        self._ensure()
+        self._check_open()
+        self.accessed = True
+        self.modified = True
+        self._cleared = True
+        self._changes = None
+        dict.clear(self)
+
+    def pop(self, key: str, *args: Any) -> Any:
+        """``dict.pop``; marks the session modified only if ``key`` was present."""
+        self._ensure()
+        if dict.__contains__(self, key):
+            self._dirty(key)
+        return dict.pop(self, key, *args)
+
+    def popitem(self) -> tuple[str, Any]:
+        """``dict.popitem``; always marks the session modified."""
+        self._ensure()
+        self._check_open()
+        item = dict.popitem(self)
+        self._dirty(item[0])
+        return item
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        """``dict.setdefault``; marks the session modified only if ``key`` was absent."""
+        self._ensure()
+        if not dict.__contains__(self, key):
+            self._dirty(key)
+        return dict.setdefault(self, key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        """``dict.update``; always marks the session modified."""
+        self._ensure()
+        self._check_open()
+        changes = dict(*args, **kwargs)
+        self._dirty_many(changes)
+        dict.update(self, changes)
+
+    def __ior__(self, other: Any) -> Session:  # type: ignore[override]
+        self.update(other)
+        return self
+
+    # -- async mirrors (Django 5.1 names) --------------------------------------
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """Load, then ``get``."""
+        await self.load()
+        return dict.get(self, key, default)
+
+    async def aset(self, key: str, value: Any) -> None:
+        """Load, then ``self[key] = value``."""
+        await self.load()
+        self[key] = value
+
+    async def asetdefault(self, key: str, default: Any = None) -> Any:
+        """Load, then ``setdefault``."""
+        await self.load()
+        return self.setdefault(key, default)
+
+    async def apop(self, key: str, *args: Any) -> Any:
+        """Load, then ``pop``."""
+        await self.load()
+        return self.pop(key, *args)
+
+    async def aupdate(self, *args: Any, **kwargs: Any) -> None:
+        """Load, then ``update``."""
+        await self.load()
+        self.update(*args, **kwargs)
+
+    async def ahas_key(self, key: str) -> bool:
+        """Load, then ``key in self``."""
+        await self.load()
+        return dict.__contains__(self, key)
+
+    async def akeys(self) -> list[str]:
+        """Load, then the keys as a list."""
+        await self.load()
+        return list(dict.keys(self))
+
+    async def avalues(self) -> list[Any]:
+        """Load, then the values as a list."""
+        await self.load()
+        return list(dict.values(self))
+
+    async def aitems(self) -> list[tuple[str, Any]]:
+        """Load, then the items as a list."""
+        await self.load()
+        return list(dict.items(self))
+
+    async def aflush(self) -> None:
+        """:meth:`flush` (needs no load)."""
+        self.flush()
+
+    async def acycle_key(self) -> None:
+        """Load, then :meth:`cycle_key`."""
+        await self.load()
+        self.cycle_key()
+
+    # -- Django's session API --------------------------------------------------
+
+    @property
+    def session_key(self) -> str | None:
+        """The session id (server stores), or ``None`` for cookie stores and new sessions.
+
+        After :meth:`cycle_key` or for a new session, the new id exists only
+        once the session has been committed.
+        """
+        return self._key
+
+    def is_empty(self) -> bool:
+        """True when there is neither a stored session nor any data (no load needed)."""
+        if self._state != _LOADED:
+            return False
+        return self._key is None and not dict.__len__(self)
+
+    def flush(self) -> None:
+        """Empty the session and forget its id: use it for logout.
+
+        The stored record is deleted at commit and the cookie is deleted,
+        unless new data is set afterwards (then it gets a new id). A server
+        session need not be loaded first: logout costs one delete.
+        """
+        self._check_open()
+        old = self._key
+        if old is None and self._state == _STORE_PENDING:
+            old = self._token
+        if old is not None:
+            self._old_key = old
+        self._state = _LOADED
+        dict.clear(self)
+        self._key = None
+        self._created = None
+        self._expiry = None
+        self._changes = None
+        self._all_dirty = False
+        self._cleared = True
+        self._flushed = True
+        self._cycle = False
+        self.accessed = True
+        self.modified = True
+
+    def cycle_key(self) -> None:
+        """Keep the data under a new id, deleting the old record at commit.
+
+        Call it on login and on every privilege change, against session
+        fixation. Cookie sessions are re-issued (a fresh nonce). The absolute
+        timeout still counts from the session's first creation.
+        """
+        self._ensure()
+        self._check_open()
+        self._cycle = True
+        self.accessed = True
+        self.modified = True
+
+    def set_expiry(self, value: int | float | timedelta | datetime | None) -> None:
+        """Set when this session expires.
+
+        An ``int`` (or ``timedelta``) is seconds of inactivity; ``0`` means at
+        browser close; a ``datetime`` is a fixed moment (naive means UTC);
+        ``None`` goes back to the middleware's ``max_age``. A negative value
+        expires the session at commit.
+        """
+        self._ensure()
+        self._check_open()
+        if value is None:
+            expiry: Expiry = None
+        elif isinstance(value, datetime):
+            moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+            expiry = ("at", int(moment.timestamp()))
+        elif isinstance(value, timedelta):
+            expiry = int(value.total_seconds())
+        else:
+            expiry = int(value)
+        self._expiry = expiry
+        self.accessed = True
+        self.modified = True
+
+    def get_session_cookie_age(self) -> int:
+        """The middleware's ``max_age`` (or the server default when it is ``None``)."""
+        age = self._backend.max_age
+        return DEFAULT_SERVER_AGE if age is None else age
+
+    def get_expiry_age(
+        self, *, modification: datetime | None = None, expiry: Any = _MISSING
+    ) -> int:
+        """Seconds from ``modification`` (default: now) until the session expires."""
+        if expiry is _MISSING:
+            self._ensure()
+            expiry = self._expiry
+        if isinstance(expiry, datetime):
+            expiry = ("at", int(expiry.timestamp()))
+        if isinstance(expiry, timedelta):
+            expiry = int(expiry.total_seconds())
+        if not expiry:  # None or 0: the cookie age applies on the server
+            return self.get_session_cookie_age()
+        if isinstance(expiry, tuple):
+            start = _now() if modification is None else int(modification.timestamp())
+            return int(expiry[1]) - start
+        return int(expiry)
+
+    def get_expiry_date(
+        self, *, modification: datetime | None = None, expiry: Any = _MISSING
+    ) -> datetime:
+        """The moment (UTC) the session expires, counting from ``modification``."""
+        start = datetime.now(UTC) if modification is None else modification
+        if expiry is _MISSING:
+            self._ensure()
+            expiry = self._expiry
+        if isinstance(expiry, tuple):
+            return datetime.fromtimestamp(expiry[1], UTC)
+        if isinstance(expiry, datetime):
+            return expiry
+        return start + timedelta(
+            seconds=self.get_expiry_age(modification=modification, expiry=expiry)
+        )
+
+    def get_expire_at_browser_close(self) -> bool:
+        """Whether the cookie ends with the browser (``set_expiry(0)``, ``max_age=None``)."""
+        self._ensure()
+        if self._expiry is None:
+            return self._backend.max_age is None
+        return bool(self._expiry == 0)
+
+    def set_test_cookie(self) -> None:
+        """Store a marker to check on the next request whether the browser keeps cookies."""
+        self[TEST_COOKIE_NAME] = TEST_COOKIE_VALUE
+
+    def test_cookie_worked(self) -> bool:
+        """Whether the marker set by :meth:`set_test_cookie` came back."""
+        return bool(self.get(TEST_COOKIE_NAME) == TEST_COOKIE_VALUE)
+
+    def delete_test_cookie(self) -> None:
+        """Remove the marker."""
+        self.pop(TEST_COOKIE_NAME, None)
+
+    # -- expiry arithmetic -----------------------------------------------------
+
+    def _plan_expiry(self, now: int, created: int) -> tuple[int | None, int | None]:
+        """(record expires at, cookie Max-Age) for a save happening ``now``."""
+        backend = self._backend
+        expiry = self._expiry
+        expires: int | None
+        cookie_age: int | None
+        if expiry is None:
+            cookie_age = backend.max_age
+            expires = None if cookie_age is None else now + cookie_age
+        elif isinstance(expiry, tuple):
+            expires = expiry[1]
+            cookie_age = expires - now
+        elif expiry == 0:
+            cookie_age = None
+            expires = None if backend.max_age is None else now + backend.max_age
+        else:
+            cookie_age = expiry
+            expires = now + expiry
+        if backend.absolute_timeout is not None:
+            limit = created + backend.absolute_timeout
+            expires = limit if expires is None else min(expires, limit)
+            if cookie_age is not None:
+                cookie_age = min(cookie_age, limit - now)
+        return expires, cookie_age
+
+    def _ttl(self, now: int, expires: int | None) -> int:
+        ttl = DEFAULT_SERVER_AGE if expires is None else expires - now
+        idle = self._backend.idle_timeout
+        if idle is not None:
+            ttl = min(ttl, idle)
+        return ttl
+
+    # -- commit ----------------------------------------------------------------
+
+    def freeze(self, reason: str) -> None:
+        """Refuse every later change with ``SessionError(reason)``.
+
+        The middleware calls this once a cookie session's cookie can no longer
+        be sent (headers gone, or a websocket).
+        """
+        self._frozen = reason
+
+    def _reset_changes(self) -> None:
+        self.modified = False
+        self._changes = None
+        self._all_dirty = False
+        self._cleared = False
+        self._flushed = False
+        self._cycle = False
+        self._old_key = None
+
+    async def commit(
+        self, status: int = 200, *, can_set_cookie: bool = True
+    ) -> CookieUpdate | None:
+        """Persist what changed and say what the cookie must become.
+
+        Called by the middleware when the response starts (``status``: its
+        status code; nothing is written for 5xx). With ``can_set_cookie=False``
+        (after headers were sent, or in a websocket) a change that would need
+        a new cookie raises :class:`~asgi_sessions.errors.SessionError`.
+        """
+        if status >= 500 or self._state == _FAILED:
+            return None
+        if self._backend.store is None:
+            return self._commit_cookie()
+        return await self._commit_server(can_set_cookie)
+
+    async def save(self) -> None:
+        """Write a server-side session now, keeping its id (websockets, background work).
+
+        A new session, or one whose id must change (``cycle_key``, ``flush``
+        followed by new data), cannot be saved where no cookie can be sent.
+        """
+        if self._backend.store is None:
+            raise SessionError("cookie sessions are saved by the middleware, with the response")
+        await self.commit(can_set_cookie=False)
+
+    def _commit_cookie(self) -> CookieUpdate | None:
+        backend = self._backend
+        if self._state != _LOADED:
+            if not backend.save_every_request:
+                return None  # untouched: no decrypt, no cookie
+            self._open_cookie()
+        now = _now()
+        if not dict.__len__(self):
+            if (self.modified or self._reissue) and self._token is not None:
+                self._reset_changes()
+                return _DELETE
+            return None
+        if not (
+            self.modified
+            or self._reissue
+            or backend.save_every_request
+            or (backend.idle_timeout is not None and now != self._issued)
+        ):
+            return None
+        cookie_store = backend.cookie_store
+        assert cookie_store is not None
+        created = self._created if self._created is not None else now
+        expires, cookie_age = self._plan_expiry(now, created)
+        frame = encode_frame(
+            created=created,
+            issued=now,
+            expires=expires,
+            expiry=self._expiry,
+            snapshot=dict(dict.items(self)),
+        )
+        token = cookie_store.seal(backend.serializer.dumps(frame), backend.cookie_name)
+        self._created = created
+        self._issued = now
+        self._reissue = False
+        self._reset_changes()
+        return CookieUpdate(token, cookie_age)
+
+    async def _commit_server(self, can_set_cookie: bool) -> CookieUpdate | None:
+        backend = self._backend
+        store = backend.store
+        assert store is not None
+        if self._state != _LOADED:
+            if backend.save_every_request and self._state == _STORE_PENDING:
+                await self._load(mark=False)
+            else:
+                return None  # untouched: no store I/O
+        now = _now()
+        old_key = self._old_key
+        update: CookieUpdate | None = None
+        if old_key is not None and old_key != self._key:
+            await store.delete(store_key(old_key))
+            if not dict.__len__(self) and self._token is not None:
+                update = _DELETE
+        key = self._key
+        if not dict.__len__(self):
+            if key is not None and self.modified:
+                await store.delete(store_key(key))
+                self._key = None
+                update = _DELETE if self._token is not None else update
+            self._reset_changes()
+            return update
+        if key is None or self._cycle:
+            update = await self._create(store, now, can_set_cookie)
+            if key is not None:
+                await store.delete(store_key(key))
+        elif self.modified or backend.save_every_request:
+            await self._write(store, key, now)
+            _, cookie_age = self._plan_expiry(now, self._created or now)
+            update = CookieUpdate(key, cookie_age)
+        elif backend.idle_timeout is not None:
+            expires, _ = self._plan_expiry(self._issued or now, self._created or now)
+            ttl = self._ttl(now, expires)
+            if ttl >= 1:
+                await store.touch(store_key(key), ttl)
+        self._reset_changes()
+        return update
+
+    async def _create(self, store: SessionStore, now: int, can_set_cookie: bool) -> CookieUpdate:
+        if not can_set_cookie:
+            raise SessionError(
+                "a new session id cannot be issued here (no cookie can be sent: the "
+                "response has started or this is a websocket); create or cycle the "
+                "session in an HTTP request before its response starts"
+            )
+        created = self._created if self._created is not None and not self._flushed else now
+        expires, cookie_age = self._plan_expiry(now, created)
+        ttl = self._ttl(now, expires)
+        frame = encode_frame(
+            created=created,
+            issued=now,
+            expires=expires,
+            expiry=self._expiry,
+            snapshot=dict(dict.items(self)),
+        )
+        blob = frame_bytes(self._backend.serializer, frame)
+        if ttl >= 1:
+            for _ in range(_CREATE_ATTEMPTS):
+                new_id = new_session_id()
+                if await store.create(store_key(new_id), blob, ttl):
+                    break
+            else:  # pragma: no cover - needs 4 collisions of 256-bit ids
+                raise SessionError("could not create a unique session id")
+        else:
+            new_id = new_session_id()  # expired on arrival: nothing to store
+        self._key = new_id
+        self._created = created
+        self._issued = now
+        self._blob = blob
+        self._frames = 1
+        return CookieUpdate(new_id, cookie_age)
+
+    async def _write(self, store: SessionStore, key: str, now: int) -> None:
+        created = self._created if self._created is not None else now
+        expires, _ = self._plan_expiry(now, created)
+        ttl = self._ttl(now, expires)
+        skey = store_key(key)
+        serializer = self._backend.serializer
+        if ttl < 1:
+            await store.delete(skey)
+            self._key = None
+            return
+        if self._frames >= COMPACT_AFTER_FRAMES and self._blob is not None:
+            snapshot = frame_bytes(
+                serializer,
+                encode_frame(
+                    created=created,
+                    issued=now,
+                    expires=expires,
+                    expiry=self._expiry,
+                    snapshot=dict(dict.items(self)),
+                ),
+            )
+            # Compare-and-set: if anyone appended since we loaded, keep their
+            # frames and append ours instead.
+            if await store.replace(skey, self._blob, snapshot, ttl):
+                self._blob = snapshot
+                self._frames = 1
+                self._created = created
+                self._issued = now
+                return
+        if self._cleared:
+            # A snapshot frame: replaying it drops everything before it, so a
+            # clear() wins over earlier writes and loses to later ones.
+            frame = encode_frame(
+                created=created,
+                issued=now,
+                expires=expires,
+                expiry=self._expiry,
+                snapshot=dict(dict.items(self)),
+            )
+        else:
+            if self._all_dirty:
+                keys: Iterable[str] = dict.keys(self)
+            else:
+                keys = self._changes or ()
+            frame = encode_frame(
+                created=created,
+                issued=now,
+                expires=expires,
+                expiry=self._expiry,
+                changed={k: dict.__getitem__(self, k) for k in keys if dict.__contains__(self, k)},
+                removed=[k for k in keys if not dict.__contains__(self, k)],
+            )
+        patch = frame_bytes(serializer, frame)
+        if not await store.append(skey, patch, ttl):
+            raise SessionInterrupted(
+                "the session was deleted (for example by a logout in another tab) "
+                "while this request was running; its changes were not saved"
+            )
+        self._blob = None if self._blob is None else self._blob + patch
+        self._frames += 1
+        self._created = created
+        self._issued = now

@@ -1,0 +1,164 @@
+"""The contract a server-side session store implements.
+
+A store is an async key-value map with expiry. It never sees a session id,
+a cookie or a request: keys are :data:`StoreKey` strings (the hex SHA-256 of a
+session id, computed by asgi_sessions) and values are opaque ``bytes`` that
+already carry their own expiry time. Everything else (serialisation, expiry
+arithmetic, id generation, dirty tracking) lives in the session.
+
+Writes come in two kinds because that is what makes sessions correct under
+concurrency: :meth:`SessionStore.create` only writes a key that does not exist
+(so two new sessions can never share an id) and :meth:`SessionStore.update`
+only writes a key that still exists (so a slow request cannot resurrect a
+session that a concurrent logout deleted).
+
+A minimal plugin::
+
+    class DictStore(SessionStore):
+        def __init__(self) -> None:
+            self._data: dict[str, tuple[bytes, float]] = {}
+
+        async def read(self, key: str) -> bytes | None:
+            item = self._data.get(key)
+            if item is None or item[1] <= time.time():
+                return None
+            return item[0]
+
+        async def create(self, key: str, data: bytes, ttl: int) -> bool:
+            if await self.read(key) is not None:
+                return False
+            self._data[key] = (data, time.time() + ttl)
+            return True
+
+        async def update(self, key: str, data: bytes, ttl: int) -> bool:
+            if await self.read(key) is None:
+                return False
+            self._data[key] = (data, time.time() + ttl)
+            return True
+
+        async def touch(self, key: str, ttl: int) -> None:
+            item = self._data.get(key)
+            if item is not None:
+                self._data[key] = (item[0], time.time() + ttl)
+
+        async def delete(self, key: str) -> None:
+            self._data.pop(key, None)
+
+        async def clear_expired(self) -> int:
+            now = time.time()
+            dead = [k for k, (_, exp) in self._data.items() if exp <= now]
+            for k in dead:
+                del self._data[k]
+            return len(dead)
+
+Run :mod:`asgi_sessions.testing`'s conformance suite against it to prove it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TypeAlias
+
+__all__ = ["SessionStore", "StoreKey"]
+
+StoreKey: TypeAlias = str
+"""A session's key in a store: 64 lowercase hex digits, the SHA-256 of its id.
+
+Safe to use verbatim as a file name, a Redis key suffix or a primary key.
+"""
+
+
+class SessionStore(ABC):
+    """Base class of every server-side session store.
+
+    ``ttl`` arguments are whole seconds, always ``>= 1``: the time after which
+    the store may forget the record. Stores with native expiry (Redis) use it
+    directly; others record it and check it on read. Either way the record's
+    own expiry, stored inside ``data``, is checked again by the session, so a
+    store that keeps records too long is still correct, only larger.
+
+    Methods raise :class:`~asgi_sessions.errors.SessionStoreUnavailable` when
+    the backend cannot be reached or does not answer in time; any other
+    exception is treated as a bug and propagates.
+    """
+
+    @abstractmethod
+    async def read(self, key: StoreKey) -> bytes | None:
+        """Return the stored bytes for ``key``, or ``None`` if absent or expired."""
+
+    @abstractmethod
+    async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """Store ``data`` under ``key`` only if no live record exists.
+
+        Return ``False`` (and write nothing) if the key already exists. This
+        must be atomic: of two concurrent creates of one key, one returns False.
+        """
+
+    @abstractmethod
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """Replace the record under ``key`` only if it still exists.
+
+        Return ``False`` (and write nothing) if the key is absent or expired:
+        the session was deleted meanwhile and must not be resurrected.
+        """
+
+    @abstractmethod
+    async def touch(self, key: StoreKey, ttl: int) -> None:
+        """Extend the life of ``key`` to ``ttl`` seconds from now, without rewriting it.
+
+        A no-op when the key is absent. This is what keeps rolling
+        (idle-timeout) expiry cheap.
+        """
+
+    @abstractmethod
+    async def delete(self, key: StoreKey) -> None:
+        """Remove ``key``; a no-op when it is absent."""
+
+    async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """Atomically add ``data`` to the end of the record under ``key``.
+
+        Return ``False`` (and write nothing) if the key is absent or expired.
+        This is how concurrent requests on one session merge instead of
+        overwriting each other: each commit appends the keys it changed, and a
+        read replays them in order. Override it with one atomic operation of
+        your backend (Redis ``APPEND`` in a script, SQL ``data = data || :x``).
+
+        The default reads and updates, which is correct for a single request
+        at a time but can lose one of two appends that race.
+        """
+        current = await self.read(key)
+        if current is None:
+            return False
+        return await self.update(key, current + data, ttl)
+
+    async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
+        """Replace the record with ``data`` only if it still equals ``expected``.
+
+        Return ``False`` (and write nothing) if the record is absent, expired or
+        different. The session uses it to compact a record that has grown by
+        many appends without losing an append that landed meanwhile. Override
+        it with a compare-and-set of your backend.
+
+        The default reads, compares and updates: not atomic across processes.
+        """
+        current = await self.read(key)
+        if current is None or current != expected:
+            return False
+        return await self.update(key, data, ttl)
+
+    async def clear_expired(self) -> int:
+        """Remove expired records and return how many were removed.
+
+        Stores with native expiry return ``0``: they have nothing to do.
+        """
+        return 0
+
+    async def close(self) -> None:
+        """Release connections and files. The store is not used afterwards."""
+        return None
+
+    async def __aenter__(self) -> SessionStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
