@@ -1,0 +1,107 @@
+"""Command-line tools: ``python -m asgi_sessions {keygen,clear-expired,inspect}``.
+
+- ``keygen`` prints a fresh 256-bit secret for ``secret_key``.
+- ``clear-expired --store URL`` removes expired sessions from a server store
+  (for cron; stores with native expiry such as Redis have nothing to do) and
+  prints how many were removed.
+- ``inspect COOKIE --secret S`` decrypts a session cookie and prints its data
+  with its creation, issue and expiry times: for debugging, with your own
+  secret, on your own machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import anyio
+
+from ._record import Record
+from .serializers import JSONSerializer
+from .stores import EncryptedCookieStore, SignedCookieStore, store_from_url
+
+__all__ = ["main"]
+
+
+def _keygen(_: argparse.Namespace) -> int:
+    print(secrets.token_urlsafe(32))
+    return 0
+
+
+def _clear_expired(args: argparse.Namespace) -> int:
+    async def run() -> int:
+        store = store_from_url(args.store)
+        try:
+            return await store.clear_expired()
+        finally:
+            await store.close()
+
+    removed = anyio.run(run)
+    print(f"removed {removed} expired session(s)")
+    return 0
+
+
+def _when(timestamp: int | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    secrets_ = args.secret or []
+    if not secrets_:
+        print("inspect needs --secret (repeat it for rotated secrets)", file=sys.stderr)
+        return 2
+    store_class = SignedCookieStore if args.signed else EncryptedCookieStore
+    store = store_class(secrets_)
+    opened = store.open(args.cookie.strip(), args.name, None)
+    if opened is None:
+        print(
+            "the cookie does not verify with these secrets under this cookie name",
+            file=sys.stderr,
+        )
+        return 1
+    record = Record()
+    record.apply(JSONSerializer().loads(opened.payload))
+    report = {
+        "data": record.data,
+        "created": _when(record.created),
+        "issued": _when(record.issued),
+        "expires": _when(record.expires),
+        "custom_expiry": record.expiry,
+        "read_with_old_secret": opened.reissue,
+    }
+    print(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m asgi_sessions``; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m asgi_sessions")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keygen = commands.add_parser("keygen", help="print a new random secret_key")
+    keygen.set_defaults(func=_keygen)
+
+    clear = commands.add_parser("clear-expired", help="remove expired sessions from a store")
+    clear.add_argument("--store", required=True, help="store URL, e.g. sqlite+aiosqlite:///s.db")
+    clear.set_defaults(func=_clear_expired)
+
+    inspect = commands.add_parser("inspect", help="decrypt and show a session cookie")
+    inspect.add_argument("cookie", help="the cookie value (without the name)")
+    inspect.add_argument("--secret", action="append", help="a secret_key; repeat for rotation")
+    inspect.add_argument("--name", default="session", help="the cookie name (default: session)")
+    inspect.add_argument("--signed", action="store_true", help="a SignedCookieStore cookie")
+    inspect.set_defaults(func=_inspect)
+
+    args = parser.parse_args(argv)
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
