@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import anyio
 
-from ._record import Record
+from ._record import COOKIE_HEAD, unpack_expiry
 from .serializers import JSONSerializer
 from .stores import EncryptedCookieStore, SignedCookieStore, store_from_url
 
@@ -65,15 +65,15 @@ def _inspect(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    record = Record()
-    record.apply(JSONSerializer().loads(opened.payload))
+    payload, stale, _ = opened
+    created, issued, expires, kind, value = COOKIE_HEAD.unpack_from(payload)
     report = {
-        "data": record.data,
-        "created": _when(record.created),
-        "issued": _when(record.issued),
-        "expires": _when(record.expires),
-        "custom_expiry": record.expiry,
-        "read_with_old_secret": opened.reissue,
+        "data": JSONSerializer().loads(payload[COOKIE_HEAD.size :]),
+        "created": _when(created),
+        "issued": _when(issued),
+        "expires": _when(expires or None),
+        "custom_expiry": unpack_expiry(kind, value),
+        "read_with_old_secret": stale,
     }
     print(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
     return 0

@@ -28,13 +28,53 @@ from typing import Any
 
 from .serializers import Serializer
 
-__all__ = ["Expiry", "Record", "decode_frames", "encode_frame", "frame_bytes"]
+__all__ = [
+    "COOKIE_HEAD",
+    "Expiry",
+    "Record",
+    "decode_frames",
+    "encode_frame",
+    "frame_bytes",
+    "pack_cookie",
+    "unpack_expiry",
+]
 
 Expiry = int | tuple[str, int] | None
 """A custom expiry set on a session: ``None`` (the middleware's max_age),
 relative seconds (``0`` = browser close), or ``("at", unix_seconds)``."""
 
 _LEN = struct.Struct(">I")
+
+COOKIE_HEAD = struct.Struct(">IIIBq")
+"""Cookies carry their times in a fixed binary head before the serialised
+data (created, issued, expires or 0, custom-expiry kind, custom-expiry value):
+smaller than the same fields in JSON, and unpacked without parsing."""
+
+_EXPIRY_NONE, _EXPIRY_RELATIVE, _EXPIRY_AT = 0, 1, 2
+
+
+def pack_cookie(
+    data: bytes, *, created: int, issued: int, expires: int | None, expiry: Expiry
+) -> bytes:
+    """A cookie plaintext: the binary head, then the serialised data."""
+    if expiry is None:
+        kind, value = _EXPIRY_NONE, 0
+    elif isinstance(expiry, tuple):
+        kind, value = _EXPIRY_AT, expiry[1]
+    else:
+        kind, value = _EXPIRY_RELATIVE, expiry
+    return COOKIE_HEAD.pack(created, issued, expires or 0, kind, value) + data
+
+
+def unpack_expiry(kind: int, value: int) -> Expiry:
+    """The custom expiry stored in a cookie head. Raises ValueError if unknown."""
+    if kind == _EXPIRY_NONE:
+        return None
+    if kind == _EXPIRY_RELATIVE:
+        return value
+    if kind == _EXPIRY_AT:
+        return ("at", value)
+    raise ValueError("malformed cookie head")
 
 
 @dataclass(slots=True)

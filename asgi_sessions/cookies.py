@@ -31,6 +31,22 @@ _EXPIRED: Final = "expires=Thu, 01 Jan 1970 00:00:00 GMT; "
 _CHUNK_HEAD = re.compile(r"([2-9]|1[0-6])\.(.*)\Z", re.DOTALL)
 
 
+def _find(header: bytes, name_eq: bytes) -> str | None:
+    """The value of the first cookie ``name_eq`` (``b"name="``) in a Cookie header."""
+    start = header.find(name_eq)
+    while start != -1:
+        # A real match starts the header or follows "; " (not "xsession=").
+        if start == 0 or header[start - 1] in b"; \t":
+            begin = start + len(name_eq)
+            end = header.find(b";", begin)
+            value = (header[begin:] if end == -1 else header[begin:end]).strip()
+            if len(value) >= 2 and value[0] == 34 == value[-1]:  # a quoted value
+                value = value[1:-1]
+            return value.decode("latin-1")
+        start = header.find(name_eq, start + 1)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class CookieJarView:
     """What the request carried for our cookie.
@@ -54,10 +70,8 @@ class CookieSpec:
     """
 
     __slots__ = (
-        "_chunk_patterns",
         "_delete_tail",
         "_name_eq",
-        "_pattern",
         "_set_tail",
         "chunked",
         "name",
@@ -100,50 +114,67 @@ class CookieSpec:
             flags += f"; domain={domain}"
         if partitioned:
             flags += "; partitioned"
-        self._name_eq = name + "="
+        self._name_eq = (name + "=").encode("latin-1")
         self._set_tail = flags
         self._delete_tail = f"=null; path={path}; {_EXPIRED}{flags}"
-        self._pattern = re.compile(r"(?:^|;)\s*" + re.escape(name) + r"=([^;]*)")
-        self._chunk_patterns = [
-            re.compile(r"(?:^|;)\s*" + re.escape(f"{name}.{i}") + r"=([^;]*)")
-            for i in range(1, MAX_CHUNKS)
-        ]
 
     # -- reading ---------------------------------------------------------------
 
-    def read(self, headers: Iterable[tuple[bytes, bytes]]) -> CookieJarView:
-        """Find our cookie in raw ASGI headers.
+    def read(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+        """Our cookie's value in raw ASGI headers, or ``None``.
 
         With duplicates, the first wins: browsers send the cookie with the most
-        specific path first (RFC 6265 §5.4).
+        specific path first (RFC 6265 §5.4). Only bytes are searched; nothing
+        else in the header is parsed or decoded.
         """
         header = None
         for field, raw in headers:
             if field == b"cookie":
                 header = raw if header is None else header + b"; " + raw
         if header is None:
-            return _ABSENT
-        text = header.decode("latin-1")
-        if self._name_eq not in text:
-            return _ABSENT
-        match = self._pattern.search(text)
-        if match is None:
-            return _ABSENT
-        value = match.group(1).strip()
-        if len(value) >= 2 and value[0] == '"' == value[-1]:
-            value = value[1:-1]
+            return None
+        return _find(header, self._name_eq)
+
+    def read_value(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+        """Our cookie's whole value: :meth:`read`, reassembled if chunking is on."""
+        header = None
+        for field, raw in headers:
+            if field == b"cookie":
+                header = raw if header is None else header + b"; " + raw
+        if header is None:
+            return None
+        value = _find(header, self._name_eq)
+        if value is None or not self.chunked:
+            return value
+        return self.read_chunked(headers, value).value
+
+    def chunk_count(self, headers: Iterable[tuple[bytes, bytes]]) -> int:
+        """How many cookies the request's value occupied (0 if none), to delete stale chunks."""
         if not self.chunked:
-            return CookieJarView(value, 1)
-        head = _CHUNK_HEAD.match(value)
+            return 0  # chunks exist only when chunking is on
+        return self.read_chunked(headers, self.read(headers)).chunks
+
+    def read_chunked(
+        self, headers: Iterable[tuple[bytes, bytes]], head: str | None
+    ) -> CookieJarView:
+        """Reassemble a chunked value whose first cookie held ``head``.
+
+        A value without the ``N.`` head is a single cookie. A missing chunk
+        makes the value empty, which then fails to verify like any damage.
+        """
         if head is None:
-            return CookieJarView(value, 1)
-        count = int(head.group(1))
-        parts = [head.group(2)]
-        for pattern in self._chunk_patterns[: count - 1]:
-            part = pattern.search(text)
-            if part is None:  # a chunk went missing: the value cannot verify
+            return _ABSENT
+        match = _CHUNK_HEAD.match(head)
+        if match is None:
+            return CookieJarView(head, 1)
+        count = int(match.group(1))
+        header = b"; ".join(raw for field, raw in headers if field == b"cookie")
+        parts = [match.group(2)]
+        for index in range(1, count):
+            part = _find(header, f"{self.name}.{index}=".encode("latin-1"))
+            if part is None:
                 return CookieJarView("", count)
-            parts.append(part.group(1).strip())
+            parts.append(part)
         return CookieJarView("".join(parts), count)
 
     # -- writing ---------------------------------------------------------------

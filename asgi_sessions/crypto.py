@@ -19,10 +19,10 @@ resistant, so random 96-bit nonces stay safe far past 2**32 cookies per key.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
+import os
 import secrets
 from collections.abc import Sequence
 from typing import Final, NamedTuple, TypeAlias
@@ -59,6 +59,18 @@ _INFO_ENCRYPT: Final = b"asgi_sessions/aes-256-gcm-siv"
 _INFO_SIGN: Final = b"asgi_sessions/hmac-sha256"
 _INFO_KEY_ID: Final = b"asgi_sessions/key-id"
 
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_TO_STANDARD: Final = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING: Final = (b"", b"", b"==", b"=")
+# With 2 or 3 characters in the last quantum, the last one carries 4 or 2
+# unused bits that must be zero in the canonical spelling.
+_CANONICAL_LAST: Final = (
+    "",
+    "",
+    frozenset("AQgw"),
+    frozenset("AEIMQUYcgkosw048"),
+)
+
 _VERSION_BYTE: Final = bytes([FORMAT_VERSION])
 _HEADER_LEN: Final = 1 + 4 + 12
 _TAG_LEN: Final = 16
@@ -75,7 +87,9 @@ _ID_LAST_CHARS: Final = frozenset("AEIMQUYcgkosw048")
 
 def b64encode(data: bytes) -> str:
     """base64url without padding, as used in every token."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    return (
+        binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).decode("ascii").rstrip("=")
+    )
 
 
 def b64decode(text: str) -> bytes | None:
@@ -86,17 +100,20 @@ def b64decode(text: str) -> bytes | None:
     exactly one string decodes to any given bytes: a token that differs from
     the one we issued by a single character is always refused.
     """
-    if len(text) % 4 == 1:
+    size = len(text)
+    tail = size % 4
+    if tail == 1 or not text.isascii():
         return None
+    if tail and text[-1] not in _CANONICAL_LAST[tail]:
+        return None
+    # Map the URL-safe alphabet onto the standard one and the standard
+    # one's own "+" and "/" onto an invalid byte, then let strict mode
+    # refuse anything outside the alphabet.
+    data = text.encode("ascii").translate(_TO_STANDARD)
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
+        return binascii.a2b_base64(data + _PADDING[tail], strict_mode=True)
+    except binascii.Error:
         return None
-    # urlsafe_b64decode silently drops foreign characters and ignores unused
-    # bits; re-encoding catches both in one comparison.
-    if b64encode(raw) != text:
-        return None
-    return raw
 
 
 def _to_bytes(secret: object) -> bytes:
@@ -113,10 +130,11 @@ def _derive(secret: bytes, info: bytes, length: int = 32) -> bytes:
 
 
 class _Key:
-    __slots__ = ("aead", "key_id", "mac_key")
+    __slots__ = ("aead", "header", "key_id", "mac_key")
 
     def __init__(self, secret: bytes) -> None:
         self.key_id = _derive(secret, _INFO_KEY_ID, 4)
+        self.header = _VERSION_BYTE + self.key_id
         self.aead = AESGCMSIV(_derive(secret, _INFO_ENCRYPT))
         self.mac_key = _derive(secret, _INFO_SIGN)
 
@@ -136,7 +154,7 @@ class KeyRing:
     is how a secret is rotated without logging anybody out.
     """
 
-    __slots__ = ("_by_id", "_keys", "weak")
+    __slots__ = ("_by_header", "_by_id", "_keys", "weak")
 
     def __init__(self, secrets_: object) -> None:
         if secrets_ is None:
@@ -151,8 +169,10 @@ class KeyRing:
         self.weak = any(len(item) < MIN_SECRET_BYTES for item in raw)
         self._keys = [_Key(item) for item in raw]
         self._by_id: dict[bytes, list[_Key]] = {}
+        self._by_header: dict[bytes, list[_Key]] = {}
         for key in self._keys:
             self._by_id.setdefault(key.key_id, []).append(key)
+            self._by_header.setdefault(key.header, []).append(key)
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -166,15 +186,18 @@ class KeyRing:
         same value (the cookie name), so a token is useless under another name.
         """
         key = self._keys[0]
-        nonce = secrets.token_bytes(12)
-        header = _VERSION_BYTE + key.key_id + nonce
-        return header + key.aead.encrypt(nonce, plaintext, header[:5] + aad)
+        nonce = os.urandom(12)
+        return key.header + nonce + key.aead.encrypt(nonce, plaintext, key.header + aad)
 
-    def open(self, token: bytes, aad: bytes) -> Opened | None:
-        """Verify and decrypt a sealed token; ``None`` if it does not verify."""
-        if len(token) < _HEADER_LEN + _TAG_LEN or token[0] != FORMAT_VERSION:
+    def open(self, token: bytes, aad: bytes) -> tuple[bytes, bool] | None:
+        """Verify and decrypt a sealed token; ``None`` if it does not verify.
+
+        Returns the plaintext and whether it was sealed with an older key
+        (see :class:`Opened`; a plain tuple here, this is a hot path).
+        """
+        if len(token) < _HEADER_LEN + _TAG_LEN:
             return None
-        candidates = self._by_id.get(token[1:5])
+        candidates = self._by_header.get(token[:5])  # version byte + key id
         if candidates is None:
             return None
         nonce = token[5:_HEADER_LEN]
@@ -185,7 +208,7 @@ class KeyRing:
                 plaintext = key.aead.decrypt(nonce, body, aad)
             except InvalidTag:
                 continue
-            return Opened(plaintext, key is not self._keys[0])
+            return plaintext, key is not self._keys[0]
         return None
 
     # -- signing (readable cookies) ------------------------------------------

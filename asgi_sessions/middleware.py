@@ -24,11 +24,12 @@ from .cookies import CookieSpec
 from .crypto import SecretKey
 from .errors import (
     ImproperlyConfigured,
+    SessionError,
     SessionInterrupted,
     SessionStoreUnavailable,
 )
 from .serializers import JSONSerializer, Serializer
-from .session import CookieUpdate, Session, SessionBackend
+from .session import _LOADED, CookieUpdate, Session, SessionBackend
 from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_url
 
 __all__ = ["SessionMiddleware"]
@@ -132,7 +133,10 @@ class SessionMiddleware:
             absolute_timeout=_seconds("absolute_timeout", absolute_timeout),
             save_every_request=save_every_request,
             serializer=serializer or JSONSerializer(),
+            read_token=self.cookie.read_value,
         )
+        self._server = server_store is not None
+        self._always_save = save_every_request
         if isinstance(autoload, (str, bytes)):
             raise ImproperlyConfigured("autoload takes True, False or a sequence of path prefixes")
         self._autoload: bool | tuple[str, ...] = (
@@ -144,11 +148,35 @@ class SessionMiddleware:
         if scope_type != "http" and scope_type != "websocket":
             await self.app(scope, receive, send)
             return
-
-        jar = self.cookie.read(scope["headers"])
-        session = Session._lazy(self.backend, jar.value)
+        session = Session._lazy(self.backend, scope["headers"])
         scope["session"] = session
-        if jar.value is not None and self.backend.store is not None and self._autoloads(scope):
+        if scope_type == "websocket":
+            await self._websocket(session, scope, receive, send)
+            return
+        if self._server:
+            await self._http_server(session, scope, receive, send)
+            return
+
+        # Cookie sessions, the default and the hot path: the commit needs no
+        # I/O, so it is synchronous, and an untouched session costs two
+        # attribute reads when the response starts.
+        always = self._always_save
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                if session.accessed or session._state == _LOADED or always:
+                    update = session.commit_cookie(message["status"])
+                    if session.accessed or update is not None:
+                        self._add_headers(message, session.accessed, update, scope["headers"])
+                session._frozen = _AFTER_START
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+
+    async def _http_server(
+        self, session: Session, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        if self._autoloads(scope):
             try:
                 await session._load(mark=False)
             except SessionStoreUnavailable:
@@ -156,45 +184,31 @@ class SessionMiddleware:
                 # and those that do get SessionStoreUnavailable where they can
                 # handle it (a 503 handler). Nothing will be saved.
                 logger.warning("session store unavailable: the session could not be loaded")
-
-        if scope_type == "websocket":
-            await self._websocket(session, scope, receive, send)
-            return
-
-        status = 200
-        started = False
+        status = 0
         replaced = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, started, replaced
-            if replaced:
-                return  # the app's own response was replaced by an error response
+            nonlocal status, replaced
             if message["type"] == "http.response.start":
-                started = True
                 status = message["status"]
-                try:
-                    update = await session.commit(status)
-                except SessionInterrupted:
-                    logger.info("session deleted by a concurrent request; changes dropped")
-                    replaced = True
-                    await _error_response(send, 400, b"Session interrupted: please retry.")
-                    return
-                except SessionStoreUnavailable:
-                    logger.warning("session store unavailable: the session could not be saved")
-                    replaced = True
-                    await _error_response(send, 503, b"Session store unavailable.")
-                    return
-                if session.accessed or update is not None:
-                    self._add_headers(message, session.accessed, update, jar.chunks)
-                if self.backend.store is None:
-                    session.freeze(_AFTER_START)
+                if session.accessed or session._state == _LOADED or self._always_save:
+                    try:
+                        update = await session.commit(status)
+                    except (SessionInterrupted, SessionStoreUnavailable) as exc:
+                        replaced = True
+                        await _error_response(send, exc)
+                        return
+                    if session.accessed or update is not None:
+                        self._add_headers(message, session.accessed, update, scope["headers"])
+            elif replaced:
+                return  # the body of a response that was replaced by an error
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
 
-        if started and not replaced and session.modified and status < 500:
-            # Server stores: a change made after the headers went out is still
-            # saved under the same id (cookie sessions were frozen above).
+        if session.modified and status and not replaced and status < 500:
+            # A change made after the headers went out is still saved under
+            # the same id.
             try:
                 await session.commit(status, can_set_cookie=False)
             except SessionInterrupted:
@@ -208,9 +222,15 @@ class SessionMiddleware:
         return path.startswith(autoload)
 
     def _add_headers(
-        self, message: Message, vary: bool, update: CookieUpdate | None, chunks: int
+        self,
+        message: Message,
+        vary: bool,
+        update: CookieUpdate | None,
+        request_headers: list[tuple[bytes, bytes]],
     ) -> None:
-        headers = list(message.get("headers", ()))
+        headers = message.get("headers")
+        if type(headers) is not list:  # Starlette sends a fresh list; others may not
+            headers = message["headers"] = list(headers or ())
         if vary:
             for index, (name, value) in enumerate(headers):
                 if name.lower() == b"vary":
@@ -220,12 +240,12 @@ class SessionMiddleware:
             else:
                 headers.append((b"vary", b"Cookie"))
         if update is not None:
+            chunks = self.cookie.chunk_count(request_headers)
             if update.value is None:
                 lines = self.cookie.delete_headers(chunks)
             else:
                 lines = self.cookie.set_headers(update.value, update.max_age, chunks)
-            headers.extend((b"set-cookie", line.encode("latin-1")) for line in lines)
-        message["headers"] = headers
+            headers.extend([(b"set-cookie", line.encode("latin-1")) for line in lines])
 
     async def _websocket(
         self, session: Session, scope: Scope, receive: Receive, send: Send
@@ -241,7 +261,18 @@ class SessionMiddleware:
                 logger.info("session deleted by a concurrent request; websocket changes dropped")
 
 
-async def _error_response(send: Send, status: int, body: bytes) -> None:
+async def _error_response(send: Send, exc: SessionError) -> None:
+    """Answer in place of the app when the session could not be committed.
+
+    The app's exception handlers cannot help here: as far as they know, the
+    response has already started.
+    """
+    if isinstance(exc, SessionInterrupted):
+        logger.info("session deleted by a concurrent request; changes dropped")
+        status, body = 400, b"Session interrupted: it was ended while this request ran."
+    else:
+        logger.warning("session store unavailable: the session could not be saved")
+        status, body = 503, b"Session store unavailable."
     await send(
         {
             "type": "http.response.start",

@@ -16,13 +16,23 @@ mapping with the flags, which is all Starlette's own ``Session`` is.
 from __future__ import annotations
 
 import logging
+import struct
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
-from ._record import Expiry, Record, decode_frames, encode_frame, frame_bytes
+from ._record import (
+    COOKIE_HEAD,
+    Expiry,
+    Record,
+    decode_frames,
+    encode_frame,
+    frame_bytes,
+    pack_cookie,
+    unpack_expiry,
+)
 from .crypto import is_session_id, new_session_id, store_key
 from .errors import (
     SessionError,
@@ -59,8 +69,11 @@ DEFAULT_SERVER_AGE: Final = 1_209_600
 _CREATE_ATTEMPTS: Final = 4
 
 
+_time = time.time
+
+
 def _now() -> int:
-    return int(time.time())
+    return int(_time())
 
 
 class CookieUpdate(NamedTuple):
@@ -75,6 +88,10 @@ class CookieUpdate(NamedTuple):
 
 
 _DELETE: Final = CookieUpdate(None)
+
+
+def _no_token(source: Any) -> str | None:
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +111,10 @@ class SessionBackend:
     absolute_timeout: int | None = None
     save_every_request: bool = False
     serializer: Serializer = JSONSerializer()  # noqa: RUF009 - stateless and shared on purpose
+    read_token: Callable[[Any], str | None] = _no_token
+    """Extracts the cookie value from the request's opaque ``source`` (the
+    middleware passes the ASGI headers and a cookie reader). Called only when
+    the session is first used, so untouched sessions never parse a cookie."""
 
 
 _PLAIN: Final = SessionBackend(cookie_store=None)
@@ -121,6 +142,7 @@ class Session(dict[str, Any]):
     # touches its session pays for none of it.
     _backend: SessionBackend = _PLAIN
     _state: int = _LOADED
+    _source: Any = None  # where the cookie value is, until it is read
     _token: str | None = None  # raw cookie value as received
     _key: str | None = None  # the verified session id (server stores)
     _old_key: str | None = None  # id whose record must be deleted at commit
@@ -139,22 +161,34 @@ class Session(dict[str, Any]):
     _frozen: str | None = None
 
     @classmethod
-    def _lazy(cls, backend: SessionBackend, token: str | None) -> Session:
-        """A session of ``backend`` for a request that carried ``token``.
+    def _lazy(cls, backend: SessionBackend, source: Any) -> Session:
+        """A session of ``backend`` for a request whose cookie is in ``source``.
 
-        Costs no decryption and no I/O; that happens on first use.
+        Costs no cookie parsing, decryption or I/O; that happens on first use.
         """
         session = cls()
         session._backend = backend
-        if token is not None:
-            session._token = token
-            if backend.store is None:
-                session._state = _COOKIE_PENDING
-            elif is_session_id(token):
-                session._state = _STORE_PENDING
-            else:
-                logger.debug("session cookie refused: not a well-formed session id")
+        session._source = source
+        session._state = _COOKIE_PENDING if backend.store is None else _STORE_PENDING
         return session
+
+    def _take_token(self) -> str | None:
+        """The request's cookie value (read from the source once)."""
+        source = self._source
+        if source is not None:
+            self._source = None
+            self._token = self._backend.read_token(source)
+        return self._token
+
+    def _take_session_id(self) -> str | None:
+        """The request's cookie value if it is a well-formed session id."""
+        token = self._take_token()
+        if token is None:
+            return None
+        if not is_session_id(token):
+            logger.debug("session cookie refused: not a well-formed session id")
+            return None
+        return token
 
     # -- loading ---------------------------------------------------------------
 
@@ -181,11 +215,14 @@ class Session(dict[str, Any]):
         if state == _COOKIE_PENDING:
             self._open_cookie()
             return
+        session_id = self._take_session_id()
+        if session_id is None:
+            self._state = _LOADED  # no (usable) cookie: a new session, no I/O
+            return
         store = self._backend.store
         assert store is not None
-        assert self._token is not None
         try:
-            blob = await store.read(store_key(self._token))
+            blob = await store.read(store_key(session_id))
         except SessionStoreUnavailable as exc:
             self._state = _FAILED
             self._error = exc
@@ -202,11 +239,11 @@ class Session(dict[str, Any]):
         except (ValueError, TypeError):
             logger.debug("stored session record is malformed; starting a new session")
             return
-        if self._expired(record, _now(), check_idle=False):
+        if self._expired(record, _now()):
             logger.debug("stored session has expired; starting a new session")
-            self._old_key = self._token
+            self._old_key = session_id
             return
-        self._key = self._token
+        self._key = session_id
         self._blob = blob
         self._adopt(record)
 
@@ -214,42 +251,50 @@ class Session(dict[str, Any]):
         backend = self._backend
         cookie_store = backend.cookie_store
         assert cookie_store is not None
-        assert self._token is not None
         self._state = _LOADED
         self.accessed = True
-        opened = cookie_store.open(self._token, backend.cookie_name, backend.max_age)
+        token = self._take_token()
+        if token is None:
+            return
+        opened = cookie_store.open(token, backend.cookie_name, backend.max_age)
         if opened is None:
             return  # the store logged why at debug level
-        now = _now()
-        if opened.legacy_data is not None:
-            record = Record(data=opened.legacy_data, created=now, issued=now)
+        now = int(_time())
+        payload, reissue, legacy = opened
+        if legacy is not None:
+            created = issued = now
+            expires: int | None = None
+            expiry: Expiry = None
+            data: Any = legacy
         else:
-            record = Record()
             try:
-                record.apply(backend.serializer.loads(opened.payload))
-            except (ValueError, TypeError):
+                created, issued, expires, kind, value = COOKIE_HEAD.unpack_from(payload)
+                expiry = unpack_expiry(kind, value)
+                data = backend.serializer.loads(payload[COOKIE_HEAD.size :])
+            except (ValueError, TypeError, struct.error):
+                data = None
+            if type(data) is not dict:
                 logger.debug("session cookie refused: payload is malformed")
                 return
-        if self._expired(record, now, check_idle=True):
+        if (
+            (expires and now >= expires)
+            or (backend.idle_timeout is not None and now - issued >= backend.idle_timeout)
+            or (backend.absolute_timeout is not None and now - created >= backend.absolute_timeout)
+        ):
             logger.debug("session cookie refused: expired")
             return
-        self._reissue = opened.reissue
-        self._adopt(record)
+        dict.update(self, data)
+        self._created = created
+        self._issued = issued
+        self._expiry = expiry
+        self._reissue = reissue
 
-    def _expired(self, record: Record, now: int, *, check_idle: bool) -> bool:
-        backend = self._backend
+    def _expired(self, record: Record, now: int) -> bool:
+        # Server records: idle expiry is the store's TTL, refreshed by touch().
         if record.expires is not None and now >= record.expires:
             return True
-        if (
-            check_idle
-            and backend.idle_timeout is not None
-            and now - record.issued >= backend.idle_timeout
-        ):
-            return True
-        return (
-            backend.absolute_timeout is not None
-            and now - record.created >= backend.absolute_timeout
-        )
+        timeout = self._backend.absolute_timeout
+        return timeout is not None and now - record.created >= timeout
 
     def _adopt(self, record: Record) -> None:
         dict.update(self, record.data)
@@ -267,6 +312,8 @@ class Session(dict[str, Any]):
         elif state == _FAILED:
             assert self._error is not None
             raise SessionStoreUnavailable(str(self._error)) from self._error
+        elif self._take_session_id() is None:
+            self._state = _LOADED  # nothing to load: a new, empty session
         else:
             raise SessionNotLoaded()
 
@@ -320,41 +367,50 @@ class Session(dict[str, Any]):
     # -- reading (dict API) ----------------------------------------------------
 
     def __getitem__(self, key: str) -> Any:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__getitem__(self, key)
 
     def __contains__(self, key: object) -> bool:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__contains__(self, key)
 
     def __iter__(self) -> Iterator[str]:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__iter__(self)
 
     def __reversed__(self) -> Iterator[str]:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__reversed__(self)
 
     def __len__(self) -> int:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__len__(self)
 
     def __eq__(self, other: object) -> bool:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__eq__(self, other)
 
     def __ne__(self, other: object) -> bool:
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.__ne__(self, other)
 
     __hash__ = None
 
     def __or__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict(dict.items(self)) | other  # type: ignore[no-any-return]
 
     def __ror__(self, other: Any) -> dict[str, Any]:  # type: ignore[override]
-        self._ensure()
+        if self._state:
+            self._ensure()
         return other | dict(dict.items(self))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
@@ -366,44 +422,52 @@ class Session(dict[str, Any]):
 
     def get(self, key: str, default: Any = None, /) -> Any:
         """``dict.get``, loading first."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.get(self, key, default)
 
     def keys(self) -> Any:
         """``dict.keys``, loading first."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.keys(self)
 
     def values(self) -> Any:
         """``dict.values``, loading first."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.values(self)
 
     def items(self) -> Any:
         """``dict.items``, loading first."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict.items(self)
 
     def copy(self) -> dict[str, Any]:
         """A plain ``dict`` copy of the contents."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         return dict(dict.items(self))
 
     # -- writing (dict API) ----------------------------------------------------
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._dirty(key)
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key: str) -> None:
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._dirty(key)
         dict.__delitem__(self, key)
 
     def clear(self) -> None:
         """Remove every key (the session stays; use :meth:`flush` to log out)."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._check_open()
         self.accessed = True
         self.modified = True
@@ -413,14 +477,16 @@ class Session(dict[str, Any]):
 
     def pop(self, key: str, *args: Any) -> Any:
         """``dict.pop``; marks the session modified only if ``key`` was present."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         if dict.__contains__(self, key):
             self._dirty(key)
         return dict.pop(self, key, *args)
 
     def popitem(self) -> tuple[str, Any]:
         """``dict.popitem``; always marks the session modified."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._check_open()
         item = dict.popitem(self)
         self._dirty(item[0])
@@ -428,14 +494,16 @@ class Session(dict[str, Any]):
 
     def setdefault(self, key: str, default: Any = None) -> Any:
         """``dict.setdefault``; marks the session modified only if ``key`` was absent."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         if not dict.__contains__(self, key):
             self._dirty(key)
         return dict.setdefault(self, key, default)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         """``dict.update``; always marks the session modified."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._check_open()
         changes = dict(*args, **kwargs)
         self._dirty_many(changes)
@@ -514,8 +582,8 @@ class Session(dict[str, Any]):
 
     def is_empty(self) -> bool:
         """True when there is neither a stored session nor any data (no load needed)."""
-        if self._state != _LOADED:
-            return False
+        if self._state == _COOKIE_PENDING or self._state == _STORE_PENDING:
+            return self._take_token() is None
         return self._key is None and not dict.__len__(self)
 
     def flush(self) -> None:
@@ -528,7 +596,8 @@ class Session(dict[str, Any]):
         self._check_open()
         old = self._key
         if old is None and self._state == _STORE_PENDING:
-            old = self._token
+            old = self._take_session_id()
+        self._take_token()  # whether a cookie must be deleted
         if old is not None:
             self._old_key = old
         self._state = _LOADED
@@ -551,7 +620,8 @@ class Session(dict[str, Any]):
         fixation. Cookie sessions are re-issued (a fresh nonce). The absolute
         timeout still counts from the session's first creation.
         """
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._check_open()
         self._cycle = True
         self.accessed = True
@@ -565,7 +635,8 @@ class Session(dict[str, Any]):
         ``None`` goes back to the middleware's ``max_age``. A negative value
         expires the session at commit.
         """
-        self._ensure()
+        if self._state:
+            self._ensure()
         self._check_open()
         if value is None:
             expiry: Expiry = None
@@ -590,7 +661,8 @@ class Session(dict[str, Any]):
     ) -> int:
         """Seconds from ``modification`` (default: now) until the session expires."""
         if expiry is _MISSING:
-            self._ensure()
+            if self._state:
+                self._ensure()
             expiry = self._expiry
         if isinstance(expiry, datetime):
             expiry = ("at", int(expiry.timestamp()))
@@ -609,7 +681,8 @@ class Session(dict[str, Any]):
         """The moment (UTC) the session expires, counting from ``modification``."""
         start = datetime.now(UTC) if modification is None else modification
         if expiry is _MISSING:
-            self._ensure()
+            if self._state:
+                self._ensure()
             expiry = self._expiry
         if isinstance(expiry, tuple):
             return datetime.fromtimestamp(expiry[1], UTC)
@@ -621,7 +694,8 @@ class Session(dict[str, Any]):
 
     def get_expire_at_browser_close(self) -> bool:
         """Whether the cookie ends with the browser (``set_expiry(0)``, ``max_age=None``)."""
-        self._ensure()
+        if self._state:
+            self._ensure()
         if self._expiry is None:
             return self._backend.max_age is None
         return bool(self._expiry == 0)
@@ -704,7 +778,7 @@ class Session(dict[str, Any]):
         if status >= 500 or self._state == _FAILED:
             return None
         if self._backend.store is None:
-            return self._commit_cookie()
+            return self.commit_cookie(status)
         return await self._commit_server(can_set_cookie)
 
     async def save(self) -> None:
@@ -717,16 +791,19 @@ class Session(dict[str, Any]):
             raise SessionError("cookie sessions are saved by the middleware, with the response")
         await self.commit(can_set_cookie=False)
 
-    def _commit_cookie(self) -> CookieUpdate | None:
+    def commit_cookie(self, status: int = 200) -> CookieUpdate | None:
+        """:meth:`commit` for cookie sessions, which needs no I/O and so no ``await``."""
+        if status >= 500:
+            return None
         backend = self._backend
         if self._state != _LOADED:
             if not backend.save_every_request:
                 return None  # untouched: no decrypt, no cookie
             self._open_cookie()
-        now = _now()
+        now = int(_time())
         if not dict.__len__(self):
-            if (self.modified or self._reissue) and self._token is not None:
-                self._reset_changes()
+            if (self.modified or self._reissue) and self._take_token() is not None:
+                self.modified = False
                 return _DELETE
             return None
         if not (
@@ -740,18 +817,18 @@ class Session(dict[str, Any]):
         assert cookie_store is not None
         created = self._created if self._created is not None else now
         expires, cookie_age = self._plan_expiry(now, created)
-        frame = encode_frame(
+        payload = pack_cookie(
+            backend.serializer.dumps(dict(dict.items(self))),
             created=created,
             issued=now,
             expires=expires,
             expiry=self._expiry,
-            snapshot=dict(dict.items(self)),
         )
-        token = cookie_store.seal(backend.serializer.dumps(frame), backend.cookie_name)
+        token = cookie_store.seal(payload, backend.cookie_name)
         self._created = created
         self._issued = now
         self._reissue = False
-        self._reset_changes()
+        self.modified = False
         return CookieUpdate(token, cookie_age)
 
     async def _commit_server(self, can_set_cookie: bool) -> CookieUpdate | None:
@@ -768,14 +845,14 @@ class Session(dict[str, Any]):
         update: CookieUpdate | None = None
         if old_key is not None and old_key != self._key:
             await store.delete(store_key(old_key))
-            if not dict.__len__(self) and self._token is not None:
+            if not dict.__len__(self) and self._take_token() is not None:
                 update = _DELETE
         key = self._key
         if not dict.__len__(self):
             if key is not None and self.modified:
                 await store.delete(store_key(key))
                 self._key = None
-                update = _DELETE if self._token is not None else update
+                update = _DELETE if self._take_token() is not None else update
             self._reset_changes()
             return update
         if key is None or self._cycle:

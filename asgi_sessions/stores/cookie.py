@@ -23,7 +23,7 @@ import json
 import logging
 import warnings
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, TypeAlias
 
 from ..crypto import MIN_SECRET_BYTES, KeyRing, SecretKey, b64decode, b64encode
 from ..errors import ImproperlyConfigured
@@ -37,18 +37,14 @@ logger = logging.getLogger("asgi_sessions")
 MAX_TOKEN_CHARS = 16 * 4096
 
 
-class OpenedCookie(NamedTuple):
-    """A verified cookie.
+OpenedCookie: TypeAlias = "tuple[bytes, bool, dict[str, Any] | None]"
+"""A verified cookie: ``(payload, reissue, legacy_data)``.
 
-    ``payload`` is the record's serialised bytes, ``reissue`` says it was read
-    with an old key (or is a legacy cookie) and should be written again, and
-    ``legacy_data`` holds the data of a migrated Starlette cookie (then
-    ``payload`` is empty).
-    """
-
-    payload: bytes
-    reissue: bool
-    legacy_data: dict[str, Any] | None = None
+``payload`` is the session's serialised plaintext, ``reissue`` says it was
+read with an old key (or is a legacy cookie) and should be written again,
+and ``legacy_data`` holds the data of a migrated Starlette cookie (then
+``payload`` is empty). A plain tuple: this is made on every session read.
+"""
 
 
 class CookieStore:
@@ -141,7 +137,7 @@ class EncryptedCookieStore(CookieStore):
         if raw is not None:
             opened = self.keys.open(raw, name.encode("utf-8"))
             if opened is not None:
-                return OpenedCookie(opened.plaintext, opened.stale_key)
+                return (*opened, None)
         if self._legacy is not None and "." in token:
             return self._open_legacy(token, max_age)
         logger.debug("session cookie refused: it does not verify")
@@ -164,7 +160,7 @@ class EncryptedCookieStore(CookieStore):
             if not isinstance(value, dict):
                 break
             logger.debug("legacy Starlette session cookie accepted; it will be re-issued")
-            return OpenedCookie(b"", True, value)
+            return (b"", True, value)
         logger.debug("session cookie refused: it does not verify")
         return None
 
@@ -206,4 +202,4 @@ class SignedCookieStore(CookieStore):
         if stale is None:
             logger.debug("session cookie refused: bad signature")
             return None
-        return OpenedCookie(payload, stale)
+        return (payload, stale, None)
