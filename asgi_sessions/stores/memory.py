@@ -1,0 +1,109 @@
+"""MemoryStore: sessions in this process's memory.
+
+For development, tests and single-process deployments. Sessions vanish when
+the process exits and are not shared between workers. Bounded: past
+``max_entries`` the least recently used session is evicted, so a flood of
+new sessions cannot exhaust memory.
+
+Every method completes without awaiting anything, so on one event loop each
+is atomic: create-only, update-only, append and compare-and-set need no lock.
+Uses no asyncio or trio API, so it runs under both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from .base import SessionStore, StoreKey
+
+__all__ = ["MemoryStore"]
+
+
+class MemoryStore(SessionStore):
+    """An in-process, bounded, expiring session store (LRU eviction)."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        self.max_entries = max_entries
+        self._entries: OrderedDict[StoreKey, tuple[bytes, float]] = OrderedDict()
+        self._clock = time.monotonic
+
+    def __len__(self) -> int:
+        """Number of records held, expired ones included until they are purged."""
+        return len(self._entries)
+
+    def _live(self, key: StoreKey) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            del self._entries[key]
+            return None
+        return entry[0]
+
+    def _put(self, key: StoreKey, data: bytes, ttl: int) -> None:
+        entries = self._entries
+        entries[key] = (data, self._clock() + ttl)
+        entries.move_to_end(key)
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)
+
+    async def read(self, key: StoreKey) -> bytes | None:
+        """The record's bytes, or ``None``; a read counts as use for LRU."""
+        data = self._live(key)
+        if data is not None:
+            self._entries.move_to_end(key)
+        return data
+
+    async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """Write only if no live record exists."""
+        if self._live(key) is not None:
+            return False
+        self._put(key, data, ttl)
+        return True
+
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """Replace only if a live record exists."""
+        if self._live(key) is None:
+            return False
+        self._put(key, data, ttl)
+        return True
+
+    async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """Atomic append (nothing can run between the check and the write)."""
+        current = self._live(key)
+        if current is None:
+            return False
+        self._put(key, current + data, ttl)
+        return True
+
+    async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
+        """Atomic compare-and-set."""
+        if self._live(key) != expected:
+            return False
+        self._put(key, data, ttl)
+        return True
+
+    async def touch(self, key: StoreKey, ttl: int) -> None:
+        """Extend a live record's expiry."""
+        data = self._live(key)
+        if data is not None:
+            self._put(key, data, ttl)
+
+    async def delete(self, key: StoreKey) -> None:
+        """Remove the record, if any."""
+        self._entries.pop(key, None)
+
+    async def clear_expired(self) -> int:
+        """Purge expired records; returns how many."""
+        now = self._clock()
+        dead = [key for key, (_, expires) in self._entries.items() if expires <= now]
+        for key in dead:
+            del self._entries[key]
+        return len(dead)
+
+    async def close(self) -> None:
+        """Drop every record."""
+        self._entries.clear()
