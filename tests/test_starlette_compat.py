@@ -93,7 +93,9 @@ def starlette_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     test_file = suite / "tests/middleware/test_session.py"
     source = test_file.read_text()
     assert source.count(IMPORT_LINE) == 1, "Starlette's test file changed its import line"
-    test_file.write_text(source.replace(IMPORT_LINE, "from asgi_sessions import Session, SessionMiddleware"))
+    test_file.write_text(
+        source.replace(IMPORT_LINE, "from asgi_sessions import Session, SessionMiddleware")
+    )
     (suite / "tests/__init__.py").write_text("")
     (suite / "tests/middleware/__init__.py").write_text("")
     (suite / "conftest.py").write_text(CONFTEST)
@@ -124,10 +126,19 @@ def test_starlette_session_suite_passes_unchanged(starlette_suite: Path) -> None
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     summary = output.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, output
+    assert " passed" in summary, output
+    assert "skipped" not in summary, output
+    assert "failed" not in summary, output
     # Every test ran under both backends: collection lists each id twice.
     collected = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "--collect-only", "tests/middleware/test_session.py"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "--collect-only",
+            "tests/middleware/test_session.py",
+        ],
         cwd=starlette_suite,
         env=env,
         capture_output=True,
