@@ -1,0 +1,147 @@
+"""RedisStore: sessions in Redis, through redis-py's ``redis.asyncio``.
+
+(``aioredis`` was merged into redis-py and is abandoned; it does not even
+import on Python 3.11.)
+
+Every operation is exactly one round trip: ``GET``; ``SET … EX NX`` for
+create-only and ``SET … EX XX`` for update-only writes; ``EXPIRE`` for a
+touch; ``DEL``; and small server-side Lua scripts (``EVALSHA``) for the
+atomic append and compare-and-set, so the concurrent-merge guarantees cost
+no extra round trip. Expiry is Redis's own (``EX``), so ``clear_expired``
+has nothing to do.
+
+Works with a plain client, a Sentinel-managed one and ``RedisCluster``
+(every command touches one key, so slots never get in the way). Keys are
+``prefix`` + the hashed id: ``KEYS session:*`` shows nothing usable as a
+session token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+
+from ..errors import SessionStoreUnavailable
+from .base import SessionStore, StoreKey
+
+__all__ = ["RedisStore"]
+
+_T = TypeVar("_T")
+
+# KEYS[1] = key; ARGV[1] = bytes to append; ARGV[2] = ttl.
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('APPEND', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS[1] = key; ARGV[1] = expected bytes; ARGV[2] = new bytes; ARGV[3] = ttl.
+_REPLACE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+# Failures of the connection, not of our commands: the store is unavailable.
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.ReadOnlyError,
+    OSError,
+    TimeoutError,
+)
+
+
+class RedisStore(SessionStore):
+    """Sessions in Redis with native expiry.
+
+    ``client`` is a URL (``redis://``, ``rediss://``, ``unix://``), for which
+    the store builds and owns a client, or a ready ``redis.asyncio`` client
+    (plain, ``Sentinel(...).master_for(...)``, or ``RedisCluster``) that the
+    caller owns unless ``owns_client=True``. Every call is bounded by
+    ``timeout`` seconds; a Redis that is down or slow raises
+    :class:`~asgi_sessions.errors.SessionStoreUnavailable`.
+    """
+
+    def __init__(
+        self,
+        client: str | Any,
+        *,
+        prefix: str = "session:",
+        timeout: float = 2.0,
+        owns_client: bool | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if isinstance(client, str):
+            client = Redis.from_url(client, socket_timeout=timeout, socket_connect_timeout=timeout)
+            owns_client = True if owns_client is None else owns_client
+        self.client: Any = client
+        self.prefix = prefix
+        self.timeout = timeout
+        self._owns_client = bool(owns_client)
+        self._append = client.register_script(_APPEND)
+        self._replace = client.register_script(_REPLACE)
+
+    def _key(self, key: StoreKey) -> str:
+        return self.prefix + key
+
+    async def _call(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            with anyio.fail_after(self.timeout):
+                return await operation()
+        except _UNAVAILABLE as exc:
+            raise SessionStoreUnavailable(
+                f"Redis session store unavailable ({type(exc).__name__})"
+            ) from None
+
+    async def read(self, key: StoreKey) -> bytes | None:
+        """``GET``: one round trip."""
+        value: bytes | None = await self._call(lambda: self.client.get(self._key(key)))
+        return value
+
+    async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """``SET … EX ttl NX``: only if absent, atomically."""
+        done = await self._call(lambda: self.client.set(self._key(key), data, ex=ttl, nx=True))
+        return bool(done)
+
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """``SET … EX ttl XX``: only if present, atomically."""
+        done = await self._call(lambda: self.client.set(self._key(key), data, ex=ttl, xx=True))
+        return bool(done)
+
+    async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """A Lua script: ``EXISTS`` then ``APPEND`` and ``EXPIRE``, atomically."""
+        done = await self._call(lambda: self._append(keys=[self._key(key)], args=[data, ttl]))
+        return bool(done)
+
+    async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
+        """A Lua compare-and-set."""
+        done = await self._call(
+            lambda: self._replace(keys=[self._key(key)], args=[expected, data, ttl])
+        )
+        return bool(done)
+
+    async def touch(self, key: StoreKey, ttl: int) -> None:
+        """``EXPIRE``: moves the expiry, rewrites nothing; no-op on a missing key."""
+        await self._call(lambda: self.client.expire(self._key(key), ttl))
+
+    async def delete(self, key: StoreKey) -> None:
+        """``DEL``."""
+        await self._call(lambda: self.client.delete(self._key(key)))
+
+    async def clear_expired(self) -> int:
+        """Nothing to do: Redis expires keys itself."""
+        return 0
+
+    async def close(self) -> None:
+        """Close the client if this store created it."""
+        if self._owns_client:
+            await self.client.aclose()
