@@ -65,8 +65,11 @@ def __getattr__(name: str) -> Any:
     try:
         module = importlib.import_module(module_name, __name__)
     except ImportError as exc:
-        hint = f": pip install 'asgi-sealed-sessions[{extra}]'" if extra else ""
-        raise ImportError(f"{name} needs an optional dependency{hint}") from exc
+        if (exc.name or "").startswith("asgi_sessions") or extra is None:
+            raise
+        raise ImportError(
+            f"{name} needs an optional dependency: pip install 'asgi-sealed-sessions[{extra}]'"
+        ) from exc
     value = getattr(module, name)
     globals()[name] = value
     return value

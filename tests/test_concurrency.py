@@ -1,0 +1,209 @@
+"""Concurrent requests on one session, through the real middleware, on every built-in store.
+
+DESIGN §6: requests that change different keys all persist (commit appends
+only what changed, and the store applies appends atomically); a logout that
+lands while other requests are in flight is never undone (they get 400,
+``SessionInterrupted``); sessions created concurrently never share an id.
+Requests truly overlap: they run as tasks on one event loop against the raw
+ASGI app, and each waits at a barrier after loading the session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from asgi_sessions import SessionMiddleware
+from asgi_sessions.stores import SessionStore
+from tests.backends import STORES, store_factory
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=STORES)
+def store_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Barrier:
+    """Releases everyone once ``parties`` requests have loaded their session."""
+
+    def __init__(self, parties: int) -> None:
+        self.parties = parties
+        self.arrived = 0
+        self.event = anyio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.event.set()
+        with anyio.fail_after(10):
+            await self.event.wait()
+
+
+def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
+    async def seed(request: Request) -> Response:
+        request.session["owner"] = "alice"
+        return PlainTextResponse("ok")
+
+    async def set_own_key(request: Request) -> Response:
+        session = request.session
+        assert session["owner"] == "alice"  # loaded before everyone proceeds
+        await state["barrier"].wait()
+        session[f"k{request.path_params['n']}"] = int(request.path_params["n"])
+        return PlainTextResponse("ok")
+
+    async def slow_write(request: Request) -> Response:
+        session = request.session
+        assert session["owner"] == "alice"
+        state["loaded"].set()
+        with anyio.fail_after(10):
+            await state["logged_out"].wait()
+        session["cart"] = ["resurrected?"]
+        return PlainTextResponse("ok")
+
+    async def logout(request: Request) -> Response:
+        request.session.flush()
+        return PlainTextResponse("bye")
+
+    async def view(request: Request) -> Response:
+        return JSONResponse(dict(request.session))
+
+    async def new(request: Request) -> Response:
+        request.session["n"] = request.path_params["n"]
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[
+            Route("/seed", seed),
+            Route("/set/{n}", set_own_key),
+            Route("/slow", slow_write),
+            Route("/logout", logout),
+            Route("/view", view),
+            Route("/new/{n}", new),
+        ],
+        middleware=[Middleware(SessionMiddleware, store=store)],
+    )
+
+
+async def call(app: Any, path: str, cookie: str | None = None) -> tuple[int, str | None, bytes]:
+    headers = [(b"host", b"test")]
+    if cookie is not None:
+        headers.append((b"cookie", f"session={cookie}".encode()))
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    status, set_cookie, body = 0, None, b""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, set_cookie, body
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", []):
+                if name == b"set-cookie":
+                    set_cookie = value.decode().split(";", 1)[0].split("=", 1)[1]
+        else:
+            body += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return status, set_cookie, body
+
+
+async def seeded(app: Any) -> str:
+    status, cookie, _ = await call(app, "/seed")
+    assert status == 200
+    assert cookie is not None
+    return cookie
+
+
+async def test_fifty_overlapping_requests_each_keep_their_key(
+    store_name: str, tmp_path: Path
+) -> None:
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {"barrier": Barrier(50)}
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        statuses: list[int] = []
+
+        async def one(n: int) -> None:
+            status, _, _ = await call(app, f"/set/{n}", cookie)
+            statuses.append(status)
+
+        async with anyio.create_task_group() as group:
+            for n in range(50):
+                group.start_soon(one, n)
+        assert statuses == [200] * 50
+        _, _, body = await call(app, "/view", cookie)
+        import json
+
+        data = json.loads(body)
+        assert data["owner"] == "alice"
+        assert {k: v for k, v in data.items() if k != "owner"} == {f"k{n}": n for n in range(50)}
+
+
+async def test_logout_in_flight_is_never_undone(store_name: str, tmp_path: Path) -> None:
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {"loaded": anyio.Event(), "logged_out": anyio.Event()}
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        results: dict[str, int] = {}
+
+        async def slow() -> None:
+            results["slow"], _, _ = await call(app, "/slow", cookie)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow)
+            with anyio.fail_after(10):
+                await state["loaded"].wait()
+            results["logout"], _, _ = await call(app, "/logout", cookie)
+            state["logged_out"].set()
+        assert results == {"logout": 200, "slow": 400}
+        _, _, body = await call(app, "/view", cookie)
+        assert body == b"{}"  # still logged out: nothing resurrected
+
+
+async def test_concurrent_new_sessions_never_share_an_id(store_name: str, tmp_path: Path) -> None:
+    async with store_factory(store_name, tmp_path) as store:
+        app = make_app(store, {})
+        cookies: list[str | None] = []
+
+        async def one(n: int) -> None:
+            _, cookie, _ = await call(app, f"/new/{n}")
+            cookies.append(cookie)
+
+        async with anyio.create_task_group() as group:
+            for n in range(50):
+                group.start_soon(one, n)
+        assert None not in cookies
+        assert len(set(cookies)) == 50
+        for n, cookie in enumerate(cookies[:5]):
+            _, _, body = await call(app, "/view", cookie)
+            assert body.startswith(b'{"n":')
+        assert n == 4
