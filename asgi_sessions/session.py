@@ -595,7 +595,8 @@ class Session(dict[str, Any]):
         """
         self._check_open()
         old = self._key
-        if old is None and self._state == _STORE_PENDING:
+        if old is None and self._state in (_STORE_PENDING, _FAILED):
+            # A failed read must not stop a logout: the delete needs no load.
             old = self._take_session_id()
         self._take_token()  # whether a cookie must be deleted
         if old is not None:
@@ -905,6 +906,32 @@ class Session(dict[str, Any]):
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
 
+    async def _compact(self, store: SessionStore, skey: str, blob: bytes, ttl: int) -> None:
+        """Rewrite the frames this request loaded as one snapshot frame.
+
+        The store swaps that prefix only if the record still starts with it,
+        keeping whatever other requests appended since, so concurrent writers
+        never lose a change, and a record under constant concurrent writes
+        still stays short. Failing (another request compacted first) is fine.
+        """
+        serializer = self._backend.serializer
+        try:
+            loaded = decode_frames(serializer, blob)
+        except (ValueError, TypeError):
+            return
+        compacted = frame_bytes(
+            serializer,
+            encode_frame(
+                created=loaded.created,
+                issued=loaded.issued,
+                expires=loaded.expires,
+                expiry=loaded.expiry,
+                snapshot=loaded.data,
+            ),
+        )
+        if await store.replace(skey, blob, compacted, ttl):
+            self._frames = 1
+
     async def _write(self, store: SessionStore, key: str, now: int) -> None:
         created = self._created if self._created is not None else now
         expires, _ = self._plan_expiry(now, created)
@@ -916,24 +943,7 @@ class Session(dict[str, Any]):
             self._key = None
             return
         if self._frames >= COMPACT_AFTER_FRAMES and self._blob is not None:
-            snapshot = frame_bytes(
-                serializer,
-                encode_frame(
-                    created=created,
-                    issued=now,
-                    expires=expires,
-                    expiry=self._expiry,
-                    snapshot=dict(dict.items(self)),
-                ),
-            )
-            # Compare-and-set: if anyone appended since we loaded, keep their
-            # frames and append ours instead.
-            if await store.replace(skey, self._blob, snapshot, ttl):
-                self._blob = snapshot
-                self._frames = 1
-                self._created = created
-                self._issued = now
-                return
+            await self._compact(store, skey, self._blob, ttl)
         if self._cleared:
             # A snapshot frame: replaying it drops everything before it, so a
             # clear() wins over earlier writes and loses to later ones.
@@ -963,7 +973,7 @@ class Session(dict[str, Any]):
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was running; its changes were not saved"
             )
-        self._blob = None if self._blob is None else self._blob + patch
+        self._blob = None  # others may have appended too: the stored bytes are unknown
         self._frames += 1
         self._created = created
         self._issued = now

@@ -193,12 +193,22 @@ class StoreConformance:
         assert await store.read(key) == b"v2"
 
     @_anyio
-    async def test_replace_when_changed_refused(self, store: SessionStore) -> None:
+    async def test_replace_keeps_what_was_appended_after_the_prefix(
+        self, store: SessionStore
+    ) -> None:
+        key = new_key()
+        await store.create(key, b"a|b|c|", 60)
+        await store.append(key, b"late|", 60)
+        assert await store.replace(key, b"a|b|c|", b"abc|", 60) is True
+        assert await store.read(key) == b"abc|late|"
+
+    @_anyio
+    async def test_replace_when_prefix_changed_refused(self, store: SessionStore) -> None:
         key = new_key()
         await store.create(key, b"v1", 60)
-        await store.append(key, b"+", 60)
+        await store.update(key, b"other", 60)
         assert await store.replace(key, b"v1", b"v2", 60) is False
-        assert await store.read(key) == b"v1+"
+        assert await store.read(key) == b"other"
 
     @_anyio
     async def test_replace_missing_refused(self, store: SessionStore) -> None:
@@ -211,6 +221,16 @@ class StoreConformance:
         key = new_key()
         await store.create(key, b"same", 60)
         assert await store.replace(key, b"same", b"same", 60) is True
+        assert await store.read(key) == b"same"
+
+    @_anyio
+    async def test_replace_binary_prefix(self, store: SessionStore) -> None:
+        key = new_key()
+        prefix = bytes(range(256))
+        await store.create(key, prefix, 60)
+        await store.append(key, b"\x00tail", 60)
+        assert await store.replace(key, prefix, b"\x00\xff", 60) is True
+        assert await store.read(key) == b"\x00\xff\x00tail"
 
     # -- delete ----------------------------------------------------------------
 

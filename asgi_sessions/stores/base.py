@@ -132,19 +132,20 @@ class SessionStore(ABC):
         return await self.update(key, current + data, ttl)
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
-        """Replace the record with ``data`` only if it still equals ``expected``.
+        """If the record starts with ``expected``, replace that prefix with ``data``.
 
-        Return ``False`` (and write nothing) if the record is absent, expired or
-        different. The session uses it to compact a record that has grown by
-        many appends without losing an append that landed meanwhile. Override
-        it with a compare-and-set of your backend.
+        Whatever was appended after ``expected`` is kept, after ``data``.
+        Return ``False`` (and write nothing) if the record is absent, expired,
+        or no longer starts with ``expected``. The session uses it to compact
+        the frames it loaded into one, atomically, without losing appends that
+        landed meanwhile. Override it with a compare-and-set of your backend.
 
         The default reads, compares and updates: not atomic across processes.
         """
         current = await self.read(key)
-        if current is None or current != expected:
+        if current is None or not current.startswith(expected):
             return False
-        return await self.update(key, data, ttl)
+        return await self.update(key, data + current[len(expected) :], ttl)
 
     async def clear_expired(self) -> int:
         """Remove expired records and return how many were removed.

@@ -176,14 +176,15 @@ class FileStore(SessionStore):
         return await self._run(append)
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
-        """Compare-and-set under the key's lock."""
+        """Compare-and-set of the record's prefix, under the key's lock."""
         path = self._path(key)
 
         def replace() -> bool:
             with self._locked(key):
-                if self._read_live(path) != expected:
+                current = self._read_live(path)
+                if current is None or not current.startswith(expected):
                     return False
-                self._write(path, data, ttl)
+                self._write(path, data + current[len(expected) :], ttl)
                 return True
 
         return await self._run(replace)

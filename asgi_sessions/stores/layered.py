@@ -93,12 +93,10 @@ class WriteThroughStore(SessionStore):
         return done
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
-        """Compare-and-set in the database, then cache the result."""
-        if not await self.db.replace(key, expected, data, ttl):
-            await self._forget(key)
-            return False
-        await self._put(key, data, ttl)
-        return True
+        """Compare-and-set in the database, then drop the cached copy."""
+        done = await self.db.replace(key, expected, data, ttl)
+        await self._forget(key)
+        return done
 
     async def touch(self, key: StoreKey, ttl: int) -> None:
         """Extend both."""

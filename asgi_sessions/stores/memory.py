@@ -80,10 +80,11 @@ class MemoryStore(SessionStore):
         return True
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
-        """Atomic compare-and-set."""
-        if self._live(key) != expected:
+        """Atomic compare-and-set of the record's prefix."""
+        current = self._live(key)
+        if current is None or not current.startswith(expected):
             return False
-        self._put(key, data, ttl)
+        self._put(key, data + current[len(expected) :], ttl)
         return True
 
     async def touch(self, key: StoreKey, ttl: int) -> None:

@@ -40,10 +40,13 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 
-# KEYS[1] = key; ARGV[1] = expected bytes; ARGV[2] = new bytes; ARGV[3] = ttl.
+# KEYS[1] = key; ARGV[1] = expected prefix; ARGV[2] = its replacement; ARGV[3] = ttl.
 _REPLACE = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local size = string.len(ARGV[1])
+if string.sub(current, 1, size) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. string.sub(current, size + 1), 'EX', ARGV[3])
 return 1
 """
 
@@ -123,7 +126,7 @@ class RedisStore(SessionStore):
         return bool(done)
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
-        """A Lua compare-and-set."""
+        """A Lua compare-and-set of the record's prefix."""
         done = await self._call(
             lambda: self._replace(keys=[self._key(key)], args=[expected, data, ttl])
         )
