@@ -906,20 +906,20 @@ class Session(dict[str, Any]):
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
 
-    async def _compact(self, store: SessionStore, skey: str, blob: bytes, ttl: int) -> None:
-        """Rewrite the frames this request loaded as one snapshot frame.
+    def _compacted(self, blob: bytes) -> bytes | None:
+        """The frames this request loaded, rewritten as one snapshot frame.
 
         The store swaps that prefix only if the record still starts with it,
         keeping whatever other requests appended since, so concurrent writers
-        never lose a change, and a record under constant concurrent writes
-        still stays short. Failing (another request compacted first) is fine.
+        never lose a change and a record under constant concurrent writes
+        still stays short.
         """
         serializer = self._backend.serializer
         try:
             loaded = decode_frames(serializer, blob)
         except (ValueError, TypeError):
-            return
-        compacted = frame_bytes(
+            return None
+        return frame_bytes(
             serializer,
             encode_frame(
                 created=loaded.created,
@@ -929,8 +929,6 @@ class Session(dict[str, Any]):
                 snapshot=loaded.data,
             ),
         )
-        if await store.replace(skey, blob, compacted, ttl):
-            self._frames = 1
 
     async def _write(self, store: SessionStore, key: str, now: int) -> None:
         created = self._created if self._created is not None else now
@@ -942,8 +940,6 @@ class Session(dict[str, Any]):
             await store.delete(skey)
             self._key = None
             return
-        if self._frames >= COMPACT_AFTER_FRAMES and self._blob is not None:
-            await self._compact(store, skey, self._blob, ttl)
         if self._cleared:
             # A snapshot frame: replaying it drops everything before it, so a
             # clear() wins over earlier writes and loses to later ones.
@@ -968,7 +964,16 @@ class Session(dict[str, Any]):
                 removed=[k for k in keys if not dict.__contains__(self, k)],
             )
         patch = frame_bytes(serializer, frame)
-        if not await store.append(skey, patch, ttl):
+        blob = self._blob
+        compacted = None
+        if self._frames >= COMPACT_AFTER_FRAMES and blob is not None:
+            compacted = self._compacted(blob)
+        if compacted is not None:
+            assert blob is not None
+            done = await store.compact_and_append(skey, blob, compacted, patch, ttl)
+        else:
+            done = await store.append(skey, patch, ttl)
+        if not done:
             raise SessionInterrupted(
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was running; its changes were not saved"

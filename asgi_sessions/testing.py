@@ -232,6 +232,23 @@ class StoreConformance:
         assert await store.replace(key, prefix, b"\x00\xff", 60) is True
         assert await store.read(key) == b"\x00\xff\x00tail"
 
+    @_anyio
+    async def test_compact_and_append(self, store: SessionStore) -> None:
+        key = new_key()
+        await store.create(key, b"a|b|", 60)
+        await store.append(key, b"late|", 60)
+        assert await store.compact_and_append(key, b"a|b|", b"ab|", b"mine|", 60) is True
+        assert await store.read(key) == b"ab|late|mine|"
+        # A prefix that no longer matches: no compaction, the append still lands.
+        assert await store.compact_and_append(key, b"a|b|", b"X|", b"again|", 60) is True
+        assert await store.read(key) == b"ab|late|mine|again|"
+
+    @_anyio
+    async def test_compact_and_append_missing_refused(self, store: SessionStore) -> None:
+        key = new_key()
+        assert await store.compact_and_append(key, b"", b"x", b"y", 60) is False
+        assert await store.read(key) is None
+
     # -- delete ----------------------------------------------------------------
 
     @_anyio

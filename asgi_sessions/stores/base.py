@@ -147,6 +147,18 @@ class SessionStore(ABC):
             return False
         return await self.update(key, data + current[len(expected) :], ttl)
 
+    async def compact_and_append(
+        self, key: StoreKey, expected: bytes, replacement: bytes, data: bytes, ttl: int
+    ) -> bool:
+        """:meth:`replace` (prefix ``expected`` by ``replacement``) then :meth:`append`.
+
+        The replacement is best-effort (skipped if the prefix changed); the
+        append is not. Return ``False`` only if the key is gone. Stores that
+        can do both in one round trip override this (Redis: one script).
+        """
+        await self.replace(key, expected, replacement, ttl)
+        return await self.append(key, data, ttl)
+
     async def clear_expired(self) -> int:
         """Remove expired records and return how many were removed.
 

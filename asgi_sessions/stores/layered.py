@@ -98,6 +98,14 @@ class WriteThroughStore(SessionStore):
         await self._forget(key)
         return done
 
+    async def compact_and_append(
+        self, key: StoreKey, expected: bytes, replacement: bytes, data: bytes, ttl: int
+    ) -> bool:
+        """Both in the database, then drop the cached copy."""
+        done = await self.db.compact_and_append(key, expected, replacement, data, ttl)
+        await self._forget(key)
+        return done
+
     async def touch(self, key: StoreKey, ttl: int) -> None:
         """Extend both."""
         await self.db.touch(key, ttl)

@@ -50,6 +50,19 @@ redis.call('SET', KEYS[1], ARGV[2] .. string.sub(current, size + 1), 'EX', ARGV[
 return 1
 """
 
+# KEYS[1] = key; ARGV[1] = expected prefix; ARGV[2] = its replacement;
+# ARGV[3] = bytes to append; ARGV[4] = ttl.
+_COMPACT_AND_APPEND = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local size = string.len(ARGV[1])
+if string.sub(current, 1, size) == ARGV[1] then
+  current = ARGV[2] .. string.sub(current, size + 1)
+end
+redis.call('SET', KEYS[1], current .. ARGV[3], 'EX', ARGV[4])
+return 1
+"""
+
 # Failures of the connection, not of our commands: the store is unavailable.
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
@@ -92,6 +105,7 @@ class RedisStore(SessionStore):
         self._owns_client = bool(owns_client)
         self._append = client.register_script(_APPEND)
         self._replace = client.register_script(_REPLACE)
+        self._compact_and_append = client.register_script(_COMPACT_AND_APPEND)
 
     def _key(self, key: StoreKey) -> str:
         return self.prefix + key
@@ -129,6 +143,17 @@ class RedisStore(SessionStore):
         """A Lua compare-and-set of the record's prefix."""
         done = await self._call(
             lambda: self._replace(keys=[self._key(key)], args=[expected, data, ttl])
+        )
+        return bool(done)
+
+    async def compact_and_append(
+        self, key: StoreKey, expected: bytes, replacement: bytes, data: bytes, ttl: int
+    ) -> bool:
+        """Both in one Lua script: one round trip."""
+        done = await self._call(
+            lambda: self._compact_and_append(
+                keys=[self._key(key)], args=[expected, replacement, data, ttl]
+            )
         )
         return bool(done)
 
