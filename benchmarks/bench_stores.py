@@ -38,8 +38,8 @@ TABLE = f"bench_sessions_{secrets.token_hex(4)}"
 
 
 async def build_variants(tmp: str) -> tuple[dict[str, ASGIApp], list[Any]]:
+    import asgi_sessions.stores as ours
     from asgi_sessions import SessionMiddleware as Ours
-    from asgi_sessions.stores import RedisStore, SQLStore
 
     cleanup: list[Any] = []
     variants: dict[str, ASGIApp] = {"bare": Starlette(routes=_routes())}
@@ -66,9 +66,9 @@ async def build_variants(tmp: str) -> tuple[dict[str, ASGIApp], list[Any]]:
     except Exception as exc:
         print(f"starsessions-redis skipped: {exc}", file=sys.stderr)
     stores = {
-        "ours-redis": lambda: RedisStore(REDIS_URL, prefix=PREFIX),
-        "ours-sqlite": lambda: SQLStore(f"sqlite+aiosqlite:///{tmp}/sessions.db"),
-        "ours-postgres": lambda: SQLStore(POSTGRES_URL, table_name=TABLE),
+        "ours-redis": lambda: ours.RedisStore(REDIS_URL, prefix=PREFIX),
+        "ours-sqlite": lambda: ours.SQLStore(f"sqlite+aiosqlite:///{tmp}/sessions.db"),
+        "ours-postgres": lambda: ours.SQLStore(POSTGRES_URL, table_name=TABLE),
     }
     for name, factory in stores.items():
         try:

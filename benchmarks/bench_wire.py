@@ -3,9 +3,10 @@
 For each variant (bare app, Starlette's middleware, starsessions with its
 cookie and Redis stores, ours with the encrypted cookie and Redis) a uvicorn
 process (one worker, httptools, no access log) serves ``wire_apps.py``; a
-seeding request gets a session cookie, and wrk sends it on every request to
-``/read`` and ``/write`` (the ``/write`` cookie is never updated: every
-request increments the same stored counter). Variants and routes are
+seeding step creates 64 sessions, and wrk (through a small Lua script)
+sends their cookies round-robin to ``/read`` and ``/write``, like 64 users
+sharing the 32 connections (a ``/write`` cookie is never updated: for server
+stores every write increments the same stored counter of that user). Variants and routes are
 interleaved over several rounds; medians of requests/s are reported with
 ratios to the bare app. The machine has 2 cores shared by server and wrk:
 compare ratios, not absolute numbers.
@@ -25,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -78,16 +80,36 @@ def serve(variant: str) -> tuple[subprocess.Popen[bytes], int]:
     raise RuntimeError(f"{variant} did not start")
 
 
-def seed_cookie(port: int) -> str | None:
+USERS = 64
+
+
+def seed_cookie(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/seed", timeout=5) as response:
         header = response.headers.get("set-cookie")
-    return header.split(";", 1)[0] if header else None
+    assert header, "no session cookie"
+    return header.split(";", 1)[0]
 
 
-def wrk(port: int, route: str, cookie: str | None, seconds: int) -> float:
+def cookie_script(cookies: list[str], directory: Path) -> Path:
+    """A wrk script sending the given cookies round-robin."""
+    table = ", ".join(f'"{cookie}"' for cookie in cookies)
+    script = directory / "cookies.lua"
+    script.write_text(
+        f"local cookies = {{{table}}}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #cookies + 1\n"
+        '  wrk.headers["Cookie"] = cookies[i]\n'
+        "  return wrk.format(nil)\n"
+        "end\n"
+    )
+    return script
+
+
+def wrk(port: int, route: str, script: Path | None, seconds: int) -> float:
     command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--latency"]
-    if cookie:
-        command += ["-H", f"Cookie: {cookie}"]
+    if script is not None:
+        command += ["-s", str(script)]
     output = subprocess.run(
         [*command, f"http://127.0.0.1:{port}{route}"], capture_output=True, text=True, check=True
     ).stdout
@@ -109,15 +131,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results: dict[str, dict[str, list[float]]] = {v: {r: [] for r in ROUTES} for v in VARIANTS}
     rng = random.Random(1)
+    tmp = tempfile.mkdtemp()
     for round_number in range(args.rounds):
         order = VARIANTS[:]
         rng.shuffle(order)
         for variant in order:
             process, port = serve(variant)
             try:
-                cookie = seed_cookie(port) if variant != "bare" else None
+                script = None
+                if variant != "bare":
+                    cookies = [seed_cookie(port) for _ in range(USERS)]
+                    script = cookie_script(cookies, Path(tmp))
                 for route in ROUTES:
-                    results[variant][route].append(wrk(port, route, cookie, args.seconds))
+                    results[variant][route].append(wrk(port, route, script, args.seconds))
             finally:
                 process.terminate()
                 process.wait(timeout=10)
