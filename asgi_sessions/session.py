@@ -59,10 +59,12 @@ _FAILED: Final = 3  # the store could not be read: every access raises
 TEST_COOKIE_NAME: Final = "testcookie"
 TEST_COOKIE_VALUE: Final = "worked"
 
-# Server records that have grown by this many appended frames are rewritten
-# as one snapshot on the next change (with a compare-and-set, so no
-# concurrent append is lost).
-COMPACT_AFTER_FRAMES: Final = 16
+# A write to a server record that was loaded with this many frames first
+# folds them into one snapshot (a compare-and-set of that prefix, so no
+# concurrent append is lost). At 2, a record is at most a snapshot and a few
+# patches: loads stay one short decode, and the fold rides on the same round
+# trip as the append.
+COMPACT_AFTER_FRAMES: Final = 2
 # Server-side lifetime of sessions whose cookie has no Max-Age and no other
 # limit applies (Django's SESSION_COOKIE_AGE).
 DEFAULT_SERVER_AGE: Final = 1_209_600
@@ -151,7 +153,8 @@ class Session(dict[str, Any]):
     _issued: int | None = None
     _expiry: Expiry = None
     _frames: int = 0
-    _blob: bytes | None = None
+    _blob: bytes | None = None  # the stored bytes this request loaded
+    _loaded: Record | None = None  # and what they decoded to
     _changes: set[str] | None = None
     _all_dirty: bool = False
     _cleared: bool = False
@@ -245,6 +248,7 @@ class Session(dict[str, Any]):
             return
         self._key = session_id
         self._blob = blob
+        self._loaded = record
         self._adopt(record)
 
     def _open_cookie(self) -> None:
@@ -906,7 +910,7 @@ class Session(dict[str, Any]):
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
 
-    def _compacted(self, blob: bytes) -> bytes | None:
+    def _compacted(self, loaded: Record) -> bytes:
         """The frames this request loaded, rewritten as one snapshot frame.
 
         The store swaps that prefix only if the record still starts with it,
@@ -914,13 +918,8 @@ class Session(dict[str, Any]):
         never lose a change and a record under constant concurrent writes
         still stays short.
         """
-        serializer = self._backend.serializer
-        try:
-            loaded = decode_frames(serializer, blob)
-        except (ValueError, TypeError):
-            return None
         return frame_bytes(
-            serializer,
+            self._backend.serializer,
             encode_frame(
                 created=loaded.created,
                 issued=loaded.issued,
@@ -966,8 +965,8 @@ class Session(dict[str, Any]):
         patch = frame_bytes(serializer, frame)
         blob = self._blob
         compacted = None
-        if self._frames >= COMPACT_AFTER_FRAMES and blob is not None:
-            compacted = self._compacted(blob)
+        if self._frames >= COMPACT_AFTER_FRAMES and blob is not None and self._loaded is not None:
+            compacted = self._compacted(self._loaded)
         if compacted is not None:
             assert blob is not None
             done = await store.compact_and_append(skey, blob, compacted, patch, ttl)
@@ -978,7 +977,7 @@ class Session(dict[str, Any]):
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was running; its changes were not saved"
             )
-        self._blob = None  # others may have appended too: the stored bytes are unknown
+        self._blob = self._loaded = None  # others may have appended: stored bytes unknown
         self._frames += 1
         self._created = created
         self._issued = now
