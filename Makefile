@@ -16,10 +16,11 @@ help:
 	@echo "make bench  - the in-process benchmark (by hand, not in CI)"
 	@echo "make clean  - remove the virtualenv and caches"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml examples/custom_store/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e examples/custom_store
 	@touch $(STAMP)
 
 venv: $(STAMP)
