@@ -1,0 +1,640 @@
+"""The middleware's server-store path, against a real ``MemoryStore``.
+
+Autoload (on, off, path prefixes) and ``SessionNotLoaded``; hashed,
+strictly issued, create-only ids; update-only writes that turn a
+resurrection into ``SessionInterrupted`` (driven with truly overlapping
+requests on one event loop); concurrent requests that change different keys;
+changes made after the headers went out; a store that is down at load or at
+commit; and websocket scopes, for cookie and server sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from asgi_sessions import Session, SessionMiddleware
+from asgi_sessions.crypto import new_session_id, store_key
+from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
+from asgi_sessions.stores import SessionStore
+from tests.instrumented import (
+    SECRET,
+    CountingStore,
+    Handler,
+    UnavailableStore,
+    cookie_line,
+    cookie_value,
+    in_loop,
+    make_backend,
+    raw_request,
+    session_app,
+)
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The raw-ASGI tests run on both backends: the middleware and MemoryStore are anyio-neutral."""
+    backend: str = request.param
+    return backend
+
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{43}")
+HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+def _memory() -> CountingStore:
+    return make_backend("memory").counting
+
+
+def _session(request: Request) -> Session:
+    session = request.session
+    assert isinstance(session, Session)
+    return session
+
+
+async def seed(request: Request) -> dict[str, Any]:
+    _session(request)["user"] = "alice"
+    return {}
+
+
+async def sync_read(request: Request) -> dict[str, Any]:
+    # Starlette-style synchronous access, no explicit load.
+    return {"user": request.session.get("user"), "data": dict(request.session)}
+
+
+async def load_then_read(request: Request) -> dict[str, Any]:
+    session = _session(request)
+    await session.load()
+    return {"user": session.get("user"), "data": dict(session)}
+
+
+async def write(request: Request) -> dict[str, Any]:
+    session = _session(request)
+    await session.load()
+    session["n"] = session.get("n", 0) + 1
+    return {}
+
+
+async def logout(request: Request) -> dict[str, Any]:
+    _session(request).flush()
+    return {}
+
+
+async def untouched(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+ROUTES: dict[str, Handler] = {
+    "/seed": seed,
+    "/sync": sync_read,
+    "/load": load_then_read,
+    "/write": write,
+    "/logout": logout,
+    "/untouched": untouched,
+    "/auto/sync": sync_read,
+    "/manual/sync": sync_read,
+}
+
+
+def _client(store: SessionStore, **middleware: Any) -> TestClient:
+    return TestClient(session_app(ROUTES, store=store, secret_key=None, **middleware))
+
+
+def _replay(client: TestClient, path: str, value: str) -> Any:
+    client.cookies.clear()
+    return client.get(path, headers={"cookie": f"session={value}"})
+
+
+# -- autoload and SessionNotLoaded -------------------------------------------------------
+
+
+def test_autoload_true_allows_synchronous_access() -> None:
+    with _client(_memory()) as client:
+        client.get("/seed")
+        assert client.get("/sync").json() == {"user": "alice", "data": {"user": "alice"}}
+
+
+def test_autoload_false_requires_a_load() -> None:
+    store = _memory()
+    with _client(store, autoload=False) as client:
+        client.get("/seed")
+        store.reset()
+        with pytest.raises(SessionNotLoaded) as info:
+            client.get("/sync")
+        assert store.total == 0
+        message = str(info.value)
+        # The three ways out.
+        assert "await session.load()" in message
+        assert "autoload" in message
+        assert "fastapi" in message.lower()
+        assert client.get("/load").json() == {"user": "alice", "data": {"user": "alice"}}
+        assert store.calls["read"] == 1
+
+
+@pytest.mark.parametrize(
+    "access",
+    [
+        lambda s: s["user"],
+        lambda s: s.get("user"),
+        lambda s: "user" in s,
+        len,
+        list,
+        lambda s: s.keys(),
+        lambda s: s.items(),
+        lambda s: s.__setitem__("x", 1),
+        lambda s: s.pop("user", None),
+        lambda s: s.update(x=1),
+        lambda s: s.cycle_key(),
+        lambda s: s.set_expiry(10),
+        lambda s: s == {},
+    ],
+)
+def test_every_synchronous_access_before_load_raises(access: Any) -> None:
+    async def route(request: Request) -> dict[str, Any]:
+        session = _session(request)
+        assert not session.is_loaded
+        with pytest.raises(SessionNotLoaded):
+            access(session)
+        return {"ok": True}
+
+    store = _memory()
+    app = session_app({"/seed": seed, "/try": route}, store=store, autoload=False)
+    with TestClient(app) as client:
+        client.get("/seed")
+        assert client.get("/try").json() == {"ok": True}
+
+
+def test_autoload_path_prefixes() -> None:
+    store = _memory()
+    with _client(store, autoload=["/auto", "/seed"]) as client:
+        client.get("/seed")
+        store.reset()
+        assert client.get("/auto/sync").json()["user"] == "alice"
+        assert store.calls["read"] == 1
+        store.reset()
+        client.get("/untouched")
+        assert store.total == 0
+        with pytest.raises(SessionNotLoaded):
+            client.get("/manual/sync")
+
+
+def test_session_without_cookie_needs_no_load() -> None:
+    with _client(_memory(), autoload=False) as client:
+        assert client.get("/sync").json() == {"user": None, "data": {}}
+
+
+# -- ids: hashed, strict, create-only ----------------------------------------------------
+
+
+def test_store_keys_are_hashes_of_the_cookie_value() -> None:
+    store = _memory()
+    with _client(store) as client:
+        client.get("/seed")
+        client.get("/write")
+        client.get("/sync")
+        value = client.cookies.get("session")
+        assert value
+        expected = hashlib.sha256(value.encode("ascii")).hexdigest()
+        assert store.keys
+        assert set(store.keys) == {expected}
+        assert all(HEX64.fullmatch(key) for key in store.keys)
+        assert not any(value in key for key in store.keys)
+        blob = in_loop(client, store.inner.read, expected)
+        assert blob is not None
+        assert value.encode("ascii") not in blob
+
+
+def test_new_session_id_is_created_only_and_well_formed() -> None:
+    store = _memory()
+    with _client(store) as client:
+        response = client.get("/seed")
+        value = cookie_value(response.headers.get_list("set-cookie"))
+        assert value
+        assert ID_PATTERN.fullmatch(value)
+        assert dict(store.calls) == {"create": 1}
+        # Ids are random: another session gets another one.
+        client.cookies.clear()
+        other = cookie_value(client.get("/seed").headers.get_list("set-cookie"))
+        assert other
+        assert other != value
+
+
+def test_unknown_id_is_never_adopted() -> None:
+    store = _memory()
+    unknown = new_session_id()
+    with _client(store) as client:
+        # Reading costs one store read and creates nothing.
+        assert _replay(client, "/sync", unknown).json()["data"] == {}
+        assert dict(store.calls) == {"read": 1}
+        # Writing issues a fresh id instead of storing under the unknown one.
+        response = _replay(client, "/seed", unknown)
+        fresh = cookie_value(response.headers.get_list("set-cookie"))
+        assert fresh
+        assert fresh != unknown
+        assert ID_PATTERN.fullmatch(fresh)
+        assert in_loop(client, store.inner.read, store_key(unknown)) is None
+        assert in_loop(client, store.inner.read, store_key(fresh)) is not None
+        assert store.calls["create"] == 1
+        # The unknown id was only ever looked up, never written.
+        assert {method for method, key in store.log if key == store_key(unknown)} == {"read"}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "garbage",
+        "",
+        "A" * 42,
+        "A" * 44,
+        "A" * 42 + "B",  # non-canonical last character
+        "A" * 41 + "+A",
+        "A" * 41 + "/A",
+        "A" * 41 + "=A",
+        "A" * 41 + ".A",
+        "\u00e9" * 43,
+    ],
+    ids=["word", "empty", "short", "long", "noncanonical", "plus", "slash", "pad", "dot", "latin1"],
+)
+def test_malformed_id_costs_no_store_call(value: str) -> None:
+    store = _memory()
+    with _client(store) as client:
+        client.cookies.clear()
+        header = {b"cookie": f"session={value}".encode("latin-1")}
+        assert client.get("/load", headers=header).json()["data"] == {}
+        assert store.total == 0
+        response = client.get("/seed", headers=header)
+        fresh = cookie_value(response.headers.get_list("set-cookie"))
+        assert fresh
+        assert ID_PATTERN.fullmatch(fresh)
+        assert dict(store.calls) == {"create": 1}
+
+
+# -- concurrency: update-only writes, merged appends ---------------------------------
+
+
+@pytest.mark.anyio
+async def test_logout_during_a_slow_request_is_not_undone() -> None:
+    store = _memory()
+    reached = anyio.Event()
+    release = anyio.Event()
+
+    async def slow(request: Request) -> dict[str, Any]:
+        _session(request)["cart"] = ["book"]
+        reached.set()
+        await release.wait()  # the response (and the commit) waits for this
+        return {}
+
+    app = session_app({**ROUTES, "/slow": slow}, store=store, secret_key=None)
+    seeded = await raw_request(app, "/seed")
+    session_id = cookie_value(seeded.set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+
+    async def run_slow() -> None:
+        results["slow"] = await raw_request(app, "/slow", cookie=session_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_slow)
+        await reached.wait()
+        results["logout"] = await raw_request(app, "/logout", cookie=session_id)
+        release.set()
+
+    assert results["logout"].status == 200
+    slow_response = results["slow"]
+    assert slow_response.status == 400  # SessionInterrupted, Django's answer
+    assert b"interrupted" in slow_response.body.lower()
+    assert cookie_line(slow_response.set_cookies) is None
+    # The session stays deleted.
+    assert await store.inner.read(store_key(session_id)) is None
+    after = await raw_request(app, "/load", cookie=session_id)
+    assert after.status == 200
+    assert json.loads(after.body) == {"user": None, "data": {}}
+
+
+@pytest.mark.anyio
+async def test_fifty_overlapping_requests_each_keep_their_key() -> None:
+    store = _memory()
+    count = 50
+    arrived = 0
+    everyone_loaded = anyio.Event()
+
+    async def add(request: Request) -> dict[str, Any]:
+        nonlocal arrived
+        index = request.path_params["index"]
+        session = _session(request)
+        assert session.is_loaded  # autoload: every request loaded the same record
+        session[f"k{index}"] = int(index)
+        arrived += 1
+        if arrived == count:
+            everyone_loaded.set()
+        await everyone_loaded.wait()  # nobody commits before everybody has loaded
+        return {}
+
+    async def dump(request: Request) -> dict[str, Any]:
+        return dict(_session(request))
+
+    app = session_app(
+        {"/seed": seed, "/add/{index}": add, "/dump": dump}, store=store, secret_key=None
+    )
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    statuses: list[int] = []
+
+    async def one(index: int) -> None:
+        statuses.append((await raw_request(app, f"/add/{index}", cookie=session_id)).status)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for index in range(count):
+                tg.start_soon(one, index)
+
+    assert statuses == [200] * count
+    assert store.calls["read"] == count
+    assert store.calls["append"] == count
+    expected = {"user": "alice", **{f"k{i}": i for i in range(count)}}
+    stored = json.loads((await raw_request(app, "/dump", cookie=session_id)).body)
+    assert stored == expected
+
+    # The record is now 51 frames long: the next change compacts it atomically.
+    store.reset()
+    await raw_request(app, "/add/999", cookie=session_id)
+    assert store.calls["replace"] == 1
+    compacted = json.loads((await raw_request(app, "/dump", cookie=session_id)).body)
+    assert compacted == {**expected, "k999": 999}
+
+
+# -- changes after the headers went out --------------------------------------------
+
+
+def _late_app(store: Any, secret_key: str | None = None) -> tuple[SessionMiddleware, list[str]]:
+    """A raw ASGI app that changes the session after ``http.response.start``."""
+    errors: list[str] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope["session"]
+        assert isinstance(session, Session)
+        await session.load()
+        if scope["path"] == "/seed":
+            session["user"] = "alice"
+        body = repr(sorted(session.items())).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        if scope["path"] == "/late":
+            try:
+                session["late"] = "yes"
+            except SessionError as exc:
+                errors.append(str(exc))
+        await send({"type": "http.response.body", "body": body})
+
+    return SessionMiddleware(app, secret_key=secret_key, store=store), errors
+
+
+@pytest.mark.anyio
+async def test_change_after_headers_is_saved_for_server_stores() -> None:
+    store = _memory()
+    app, errors = _late_app(store)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    late = await raw_request(app, "/late", cookie=session_id)
+    assert late.status == 200
+    assert late.set_cookies == []
+    assert errors == []
+    after = await raw_request(app, "/read", cookie=session_id)
+    assert after.body == repr([("late", "yes"), ("user", "alice")]).encode()  # same id
+
+
+@pytest.mark.anyio
+async def test_change_after_headers_raises_for_cookie_sessions() -> None:
+    app, errors = _late_app(None, secret_key=SECRET)
+    value = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert value
+    late = await raw_request(app, "/late", cookie=value)
+    assert late.status == 200
+    assert len(errors) == 1
+    assert "headers" in errors[0]
+
+
+# -- a store that is down --------------------------------------------------------------
+
+
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    return PlainTextResponse("try again later", status_code=503)
+
+
+async def catch_then_write(request: Request) -> dict[str, Any]:
+    session = _session(request)
+    with contextlib.suppress(SessionStoreUnavailable):
+        await session.load()
+    try:
+        session["x"] = 1
+    except SessionStoreUnavailable:
+        return {"write": "refused"}
+    return {"write": "accepted"}  # pragma: no cover - a failed load must refuse writes
+
+
+def _down_client(store: SessionStore, **middleware: Any) -> TestClient:
+    app = session_app(
+        {**ROUTES, "/catch": catch_then_write},
+        store=store,
+        secret_key=None,
+        exception_handlers={SessionStoreUnavailable: _unavailable},
+        **middleware,
+    )
+    return TestClient(app)
+
+
+@pytest.mark.parametrize("autoload", [True, False])
+def test_store_down_at_load(autoload: bool) -> None:
+    store = UnavailableStore()
+    session_id = new_session_id()
+    with _down_client(store, autoload=autoload) as client:
+        # Without autoload, /sync raises SessionNotLoaded before any I/O.
+        for path in ["/load", "/write"] + (["/sync"] if autoload else []):
+            response = _replay(client, path, session_id)
+            assert response.status_code == 503
+            assert cookie_line(response.headers.get_list("set-cookie")) is None
+        plain = _replay(client, "/untouched", session_id)
+        assert plain.status_code == 200
+        assert plain.text == "ok"
+        caught = _replay(client, "/catch", session_id)
+        assert caught.json() == {"write": "refused"}
+        assert cookie_line(caught.headers.get_list("set-cookie")) is None
+    # Only reads were attempted: a failed load is never followed by a write.
+    assert set(store.calls) == {"read"}
+
+
+def test_flush_after_a_failed_load_still_logs_out() -> None:
+    store = _memory()
+    with _down_client(store) as client:
+        session_id = cookie_value(client.get("/seed").headers.get_list("set-cookie"))
+        assert session_id
+        store.reset()
+        store.fail = {"read"}
+        response = _replay(client, "/logout", session_id)
+        assert response.status_code == 200
+        line = cookie_line(response.headers.get_list("set-cookie"))
+        assert line is not None
+        assert "expires=Thu, 01 Jan 1970" in line
+        assert dict(store.calls) == {"read": 1, "delete": 1}  # and no write
+        store.fail = set()
+        assert in_loop(client, store.inner.read, store_key(session_id)) is None
+        assert _replay(client, "/load", session_id).json()["data"] == {}
+
+
+@pytest.mark.parametrize(
+    ("failing", "path", "seeded"),
+    [
+        ("create", "/seed", False),
+        ("append", "/write", True),
+        ("delete", "/logout", True),
+    ],
+)
+def test_commit_failure_is_a_503(failing: str, path: str, seeded: bool) -> None:
+    store = _memory()
+    with _down_client(store) as client:
+        session_id = None
+        if seeded:
+            session_id = cookie_value(client.get("/seed").headers.get_list("set-cookie"))
+            assert session_id
+        store.fail = {failing}
+        client.cookies.clear()
+        headers = {"cookie": f"session={session_id}"} if session_id else {}
+        response = client.get(path, headers=headers)
+        assert response.status_code == 503
+        assert cookie_line(response.headers.get_list("set-cookie")) is None
+        assert store.calls[failing] == 1
+        if session_id is not None:
+            store.fail = set()
+            # The stored session is as it was before the failed request.
+            assert _replay(client, "/load", session_id).json()["data"] == {"user": "alice"}
+
+
+# -- websockets ------------------------------------------------------------------------
+
+
+async def ws_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    session = websocket.scope["session"]
+    assert isinstance(session, Session)
+    await session.load()
+    await websocket.send_json({"data": dict(session)})
+    command = await websocket.receive_text()
+    try:
+        if command == "change":
+            session["ws"] = "changed"
+        elif command == "save":
+            session["ws"] = "saved"
+            await session.save()
+            await websocket.send_json({"modified": session.modified})
+            await websocket.receive_text()
+        elif command == "save-new":
+            session["ws"] = "new"
+            try:
+                await session.save()
+            finally:
+                session.clear()
+    except SessionError as exc:
+        await websocket.send_json({"error": type(exc).__name__})
+    else:
+        await websocket.send_json({"ok": True})
+    await websocket.close()
+
+
+async def seed_route(request: Request) -> Response:
+    return JSONResponse(await seed(request))
+
+
+async def load_route(request: Request) -> Response:
+    return JSONResponse(await load_then_read(request))
+
+
+def _ws_client(store: Any, secret_key: str | None = None, **middleware: Any) -> TestClient:
+    app = Starlette(
+        routes=[
+            Route("/seed", seed_route),
+            Route("/load", load_route),
+            WebSocketRoute("/ws", ws_endpoint),
+        ],
+        middleware=[
+            Middleware(SessionMiddleware, secret_key=secret_key, store=store, **middleware)
+        ],
+    )
+    return TestClient(app)
+
+
+@pytest.fixture
+def cookie_ws() -> Iterator[TestClient]:
+    with _ws_client(None, secret_key=SECRET) as client:
+        client.get("/seed")
+        yield client
+
+
+def test_websocket_reads_a_cookie_session(cookie_ws: TestClient) -> None:
+    with cookie_ws.websocket_connect("/ws") as ws:
+        assert ws.receive_json() == {"data": {"user": "alice"}}
+        ws.send_text("nothing")
+        assert ws.receive_json() == {"ok": True}
+
+
+def test_websocket_cannot_change_a_cookie_session(cookie_ws: TestClient) -> None:
+    with cookie_ws.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        ws.send_text("change")
+        assert ws.receive_json() == {"error": "SessionError"}
+    with cookie_ws.websocket_connect("/ws") as ws:
+        ws.receive_json()
+        ws.send_text("save")
+        assert ws.receive_json() == {"error": "SessionError"}
+
+
+@pytest.mark.parametrize("autoload", [True, False])
+def test_websocket_server_session_saves_on_disconnect(autoload: bool) -> None:
+    store = _memory()
+    with _ws_client(store, autoload=autoload) as client:
+        client.get("/seed")
+        store.reset()
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json() == {"data": {"user": "alice"}}
+            ws.send_text("change")
+            assert ws.receive_json() == {"ok": True}
+        assert client.get("/load").json()["data"] == {"user": "alice", "ws": "changed"}
+    assert store.calls["append"] == 1
+
+
+def test_websocket_server_session_explicit_save() -> None:
+    store = _memory()
+    with _ws_client(store) as client:
+        client.get("/seed")
+        store.reset()
+        with client.websocket_connect("/ws") as ws:
+            ws.receive_json()
+            ws.send_text("save")
+            assert ws.receive_json() == {"modified": False}
+            assert store.calls["append"] == 1  # written before the socket closed
+            ws.send_text("done")
+            assert ws.receive_json() == {"ok": True}
+        assert store.calls["append"] == 1  # nothing left to write on disconnect
+        assert client.get("/load").json()["data"] == {"user": "alice", "ws": "saved"}
+
+
+def test_websocket_cannot_create_a_server_session() -> None:
+    store = _memory()
+    with _ws_client(store) as client, client.websocket_connect("/ws") as ws:
+        assert ws.receive_json() == {"data": {}}
+        ws.send_text("save-new")
+        assert ws.receive_json() == {"error": "SessionError"}
+    assert store.writes == 0
