@@ -12,6 +12,7 @@ Never knows: what the value means (sealed data or a session id).
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -94,15 +95,25 @@ class CookieSpec:
             raise ImproperlyConfigured(f"{name!r} is not a valid cookie name")
         if same_site not in ("lax", "strict", "none"):
             raise ImproperlyConfigured("same_site must be 'lax', 'strict' or 'none'")
-        if name.startswith("__Secure-") and not https_only:
+        # Browsers match these prefixes case-insensitively (RFC 6265bis), so
+        # "__host-sid" is held to the same rules as "__Host-sid".
+        prefix = name[:9].lower()
+        if prefix.startswith("__secure-") and not https_only:
             raise ImproperlyConfigured(
                 f"cookie {name!r}: browsers only accept a __Secure- cookie with the Secure "
                 "attribute; set https_only=True"
             )
-        if name.startswith("__Host-") and (not https_only or path != "/" or domain is not None):
+        if prefix.startswith("__host-") and (not https_only or path != "/" or domain is not None):
             raise ImproperlyConfigured(
                 f"cookie {name!r}: browsers only accept a __Host- cookie that is Secure "
                 "(https_only=True), has path='/' and no domain"
+            )
+        if partitioned and not https_only:
+            warnings.warn(
+                f"cookie {name!r}: browsers ignore a partitioned cookie without the Secure "
+                "attribute; set https_only=True",
+                UserWarning,
+                stacklevel=3,
             )
         self.name = name
         self.path = path

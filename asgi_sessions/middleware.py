@@ -15,6 +15,7 @@ object and one closure.
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -100,7 +101,11 @@ class SessionMiddleware:
                 raise ImproperlyConfigured(
                     "secret_key is required for cookie sessions (or pass a server-side store)"
                 )
-            store = EncryptedCookieStore(secret_key)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                store = EncryptedCookieStore(secret_key)
+            for warning in caught:  # point at the app's code, not at ours
+                warnings.warn(warning.message, warning.category, stacklevel=2)
         elif isinstance(store, str):
             store = store_from_url(store)
         if isinstance(store, CookieStore):

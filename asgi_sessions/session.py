@@ -280,8 +280,10 @@ class Session(dict[str, Any]):
             if type(data) is not dict:
                 logger.debug("session cookie refused: payload is malformed")
                 return
+        if not expires:  # written before expiry was always sealed: cap it anyway
+            expires = issued + DEFAULT_SERVER_AGE
         if (
-            (expires and now >= expires)
+            now >= expires
             or (backend.idle_timeout is not None and now - issued >= backend.idle_timeout)
             or (backend.absolute_timeout is not None and now - created >= backend.absolute_timeout)
         ):
@@ -737,6 +739,10 @@ class Session(dict[str, Any]):
         else:
             cookie_age = expiry
             expires = now + expiry
+        if expires is None:
+            # A browser-session cookie still ends on the server (Django's rule):
+            # a copied cookie must not be replayable forever.
+            expires = now + DEFAULT_SERVER_AGE
         if backend.absolute_timeout is not None:
             limit = created + backend.absolute_timeout
             expires = limit if expires is None else min(expires, limit)

@@ -76,7 +76,7 @@ def _weak_secret_warning(ring: KeyRing, owner: str) -> None:
             f"{owner}: a secret_key shorter than {MIN_SECRET_BYTES} bytes is easy to guess. "
             "Generate one with `python -m asgi_sessions keygen`.",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
 
