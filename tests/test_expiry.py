@@ -406,9 +406,8 @@ def test_absolute_timeout_survives_cycle_key(make_client: ClientFactory, backend
     assert _replay(client, new)["data"] == {"user": "a"}
 
 
+@pytest.mark.parametrize("backend", ["cookie"], indirect=True)
 def test_idle_timeout_on_cookie_sessions(make_client: ClientFactory, backend: Backend) -> None:
-    if backend.server:
-        pytest.skip("server idle expiry is the store's TTL: see the MemoryStore test below")
     client = make_client(ROUTES, max_age=3600, idle_timeout=5)
     now = int(time.time())
     idle = _forge(client, backend, {"user": "a"}, created=now - 10, issued=now - 10, expires=None)

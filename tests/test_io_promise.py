@@ -191,11 +191,10 @@ def test_new_session_costs_one_write(make_client: ClientFactory, backend: Backen
     assert _set_cookie(response) is not None
 
 
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
 def test_flush_on_a_server_store_is_one_delete(
     make_client: ClientFactory, backend: Backend
 ) -> None:
-    if not backend.server:
-        pytest.skip("cookie sessions have no record to delete")
     client = _seeded(make_client, backend)
     session_id = client.cookies.get("session")
     assert session_id
@@ -208,11 +207,10 @@ def test_flush_on_a_server_store_is_one_delete(
     assert in_loop(client, backend.counting.inner.read, store_key(session_id)) is None
 
 
+@pytest.mark.parametrize("backend", ["cookie"], indirect=True)
 def test_flush_on_a_cookie_store_deletes_the_cookie_without_encrypting(
     make_client: ClientFactory, backend: Backend
 ) -> None:
-    if backend.server:
-        pytest.skip("see the server-store test")
     client = _seeded(make_client, backend)
     response = client.get("/flush")
     # request.session decrypts (Starlette's mark_accessed); nothing is sealed.
@@ -252,11 +250,10 @@ def test_client_error_response_still_saves(make_client: ClientFactory, backend: 
     assert client.get("/read").json()["a"] == "half a change"
 
 
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
 def test_autoload_with_cookie_is_one_read_even_if_untouched(
     make_client: ClientFactory, backend: Backend
 ) -> None:
-    if not backend.server:
-        pytest.skip("cookie sessions always decrypt lazily")
     client = _seeded(make_client, backend, autoload=True)
     response = client.get("/untouched")
     assert _work(backend) == {"read": 1}
@@ -276,9 +273,8 @@ def test_autoload_without_cookie_costs_nothing(
     assert _set_cookie(response) is None
 
 
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
 def test_autoload_prefixes_limit_the_read(make_client: ClientFactory, backend: Backend) -> None:
-    if not backend.server:
-        pytest.skip("cookie sessions always decrypt lazily")
     client = _seeded(make_client, backend, autoload=["/read", "/write"])
     client.get("/untouched")
     assert _work(backend) == {}
@@ -286,11 +282,10 @@ def test_autoload_prefixes_limit_the_read(make_client: ClientFactory, backend: B
     assert _work(backend) == {"read": 1}
 
 
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)
 def test_idle_timeout_unchanged_session_is_one_touch(
     make_client: ClientFactory, backend: Backend
 ) -> None:
-    if not backend.server:
-        pytest.skip("cookie sessions roll by re-issuing the cookie")
     client = _seeded(make_client, backend, idle_timeout=600)
     response = client.get("/read")
     assert _work(backend) == {"read": 1, "touch": 1}
