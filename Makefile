@@ -1,26 +1,35 @@
 # Every routine task has one obvious command. Works on a fresh machine with
-# only Python >= 3.11 and make: the first target that needs it creates .venv.
+# only Python >= 3.11 and make: the first target that needs it creates .venv
+# and installs the project editable with its dev extras (again only when a
+# pyproject.toml changes).
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
+RESULTS := benchmarks/.results
 
 .PHONY: help venv demo test check lint typecheck bench clean
 
 help:
 	@echo "make demo   - serve the demo app on http://127.0.0.1:8000 (encrypted cookie sessions)"
-	@echo "make test   - ruff, mypy --strict and the whole test suite"
-	@echo "make check  - ruff and mypy only"
-	@echo "make bench  - the in-process benchmark (by hand, not in CI)"
+	@echo "make test   - ruff, mypy --strict, then the whole test suite (PYTEST_ARGS='-x -k foo')"
+	@echo "make check  - ruff and mypy --strict only"
+	@echo "make bench  - the in-process benchmark, by hand, never in CI (BENCH_ARGS='--rounds 60')"
 	@echo "make clean  - remove the virtualenv and caches"
+	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV)"
 
 $(STAMP): pyproject.toml examples/custom_store/pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e examples/custom_store
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "$(PYTHON) is older than Python 3.11: run make PYTHON=python3.11 ..." >&2; exit 1; }
+	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing asgi_sessions[dev] into $(VENV)"
+	$(PIP) install --upgrade pip
+	$(PIP) install -e '.[dev]'
+	$(PIP) install --no-deps -e examples/custom_store
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,7 +39,7 @@ demo: $(STAMP)
 	$(BIN)/python -m uvicorn examples.demo.app:app --host 127.0.0.1 --port 8000
 
 lint: $(STAMP)
-	$(BIN)/ruff check asgi_sessions tests examples benchmarks
+	$(BIN)/ruff check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict asgi_sessions
@@ -41,7 +50,10 @@ test: check
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_inprocess.py
+	@mkdir -p $(RESULTS)
+	$(BIN)/python benchmarks/bench_inprocess.py --json $(RESULTS)/inprocess.json $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +

@@ -13,21 +13,28 @@ Variants: the bare app (no middleware), Starlette's ``SessionMiddleware``
 (encrypted cookie, the default). One run interleaves them: every round runs
 a batch of each (variant, route) in a fresh random order, so machine drift
 hits every variant alike. Medians of the per-round means are reported, with
-ratios to the bare app and of ours to Starlette's.
+ratios to the bare app, of ours to Starlette's, and against the issue's
+targets. Before and after timing, every variant is checked to really read,
+write and keep the seeded session (a misconfigured peer would look fast).
 
 Run by hand (never in CI): ``make bench`` or
-``python benchmarks/bench_inprocess.py --rounds 40 --batch 300``.
+``python benchmarks/bench_inprocess.py --rounds 100 --batch 300 --json out.json``.
+See ``benchmarks/README.md`` for the method, the targets and recorded results.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import gc
+import importlib.metadata
 import json
+import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -42,6 +49,12 @@ from starlette.types import ASGIApp, Message
 
 SECRET = "benchmark-secret-0123456789abcdef0123456789abcdef"
 ROUTES = ("/untouched", "/read", "/write")
+# The issue's targets for ours: route -> (baseline variant, highest allowed time ratio).
+TARGETS = {
+    "/untouched": ("bare", 1.15),
+    "/read": ("starlette", 0.70),
+    "/write": ("starlette", 0.60),
+}
 SEED = {"user_id": 42, "name": "alice", "cart": [101, 202, 303], "csrf": "c" * 32, "theme": "dark"}
 
 
@@ -59,6 +72,7 @@ async def read(request: Request) -> Response:
     session = _session(request)
     return PlainTextResponse(
         f"{session.get('user_id')} {session.get('name')} {len(session.get('cart', []))}"
+        f" {session.get('counter')}"
     )
 
 
@@ -144,13 +158,17 @@ class Browser:
             key, _, val = pair.strip().partition("=")
             lowered = attributes.lower()
             if "expires=thu, 01 jan 1970" in lowered or "max-age=0" in lowered:
-                self.cookies.pop(key, None)
-            else:
+                if self.cookies.pop(key, None) is not None:
+                    self._rebuild()
+            elif self.cookies.get(key) != val:
                 self.cookies[key] = val
-            self._rebuild()
+                self._rebuild()
 
 
-async def request(app: ASGIApp, path: str, browser: Browser) -> int:
+async def request(
+    app: ASGIApp, path: str, browser: Browser, body: list[bytes] | None = None
+) -> int:
+    """One GET through ``app``; returns the status (the body goes to ``body`` if given)."""
     scope: dict[str, Any] = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -181,6 +199,8 @@ async def request(app: ASGIApp, path: str, browser: Browser) -> int:
         if message["type"] == "http.response.start":
             status = message["status"]
             browser.absorb(message.get("headers", []))
+        elif body is not None and message["type"] == "http.response.body":
+            body.append(message.get("body", b""))
 
     await app(scope, receive, send)
     return status
@@ -196,9 +216,11 @@ async def run(rounds: int, batch: int, seed_value: int) -> dict[str, dict[str, l
             assert browsers[name].cookies, f"{name} set no cookie"
     # The bare app gets a cookie header of the same size: every variant's
     # requests carry the same bytes.
-    if "ours" in browsers:
-        browsers["bare"].cookies = dict(browsers["ours"].cookies)
+    donor = next((n for n in ("ours", "starlette") if n in browsers), None)
+    if donor is not None:
+        browsers["bare"].cookies = dict(browsers[donor].cookies)
         browsers["bare"]._rebuild()
+    await verify(variants, browsers)
     samples: dict[str, dict[str, list[float]]] = {n: {r: [] for r in ROUTES} for n in variants}
     # Warm up every path once so first-call costs are not measured.
     for name, app in variants.items():
@@ -217,7 +239,36 @@ async def run(rounds: int, batch: int, seed_value: int) -> dict[str, dict[str, l
             elapsed = time.perf_counter_ns() - start
             gc.enable()
             samples[name][route].append(elapsed / batch / 1000)
+    await verify(variants, browsers)  # still measuring what we think after the run
     return samples
+
+
+async def verify(variants: dict[str, ASGIApp], browsers: dict[str, Browser]) -> None:
+    """Fail loudly unless every variant really reads, writes and keeps the seeded session.
+
+    A misconfigured peer (say, starsessions without autoload) would otherwise
+    be timed doing nothing and look fast.
+    """
+
+    async def get(name: str, path: str) -> str:
+        chunks: list[bytes] = []
+        status = await request(variants[name], path, browsers[name], chunks)
+        assert status == 200, f"{name} {path}: status {status}"
+        return b"".join(chunks).decode()
+
+    for name in variants:
+        before = dict(browsers[name].cookies)
+        await get(name, "/untouched")
+        assert browsers[name].cookies.keys() == before.keys(), f"{name}: /untouched lost a cookie"
+        seen = (await get(name, "/read")).split()
+        if name == "bare":
+            assert seen[:3] == ["None", "None", "0"], f"bare read {seen}"
+            continue
+        assert seen[:3] == ["42", "alice", "3"], f"{name} did not read the seeded session: {seen}"
+        await get(name, "/write")
+        after = (await get(name, "/read")).split()
+        expected = 1 if seen[3] == "None" else int(seen[3]) + 1
+        assert after[3] == str(expected), f"{name} did not persist /write: {seen} -> {after}"
 
 
 def report(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
@@ -235,6 +286,12 @@ def report(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, fl
         ours, theirs = medians["ours"], medians["starlette"]
         print()
         print("ours / starlette: " + ", ".join(f"{r} {ours[r] / theirs[r]:.2f}x" for r in ROUTES))
+        verdicts = []
+        for route, (baseline, limit) in TARGETS.items():
+            ratio = ours[route] / medians[baseline][route]
+            verdict = "ok" if ratio <= limit else "MISSED"
+            verdicts.append(f"{route} {ratio:.3f}x {baseline} (<= {limit:.2f}: {verdict})")
+        print("targets: " + "; ".join(verdicts))
     return medians
 
 
@@ -242,20 +299,65 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--batch", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", help="write medians and raw samples to this file")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # weak demo secrets in peers, deprecations
-    python = f"python {platform.python_version()} on {platform.machine()}"
-    print(f"{python}, {args.rounds} rounds x {args.batch} requests")
+    meta = environment()
+    print(
+        f"{meta['date']}  python {meta['python']} on {meta['machine']} ({meta['cpus']} cpus)"
+        f"  {meta['versions']}  commit {meta['commit']}"
+    )
+    print(f"{args.rounds} rounds x {args.batch} requests per (variant, route); median µs/request")
     samples = asyncio.run(run(args.rounds, args.batch, args.seed))
     medians = report(samples)
     if args.json:
+        quartiles = {
+            n: {r: statistics.quantiles(v, n=4) for r, v in routes.items()}
+            for n, routes in samples.items()
+        }
+        result = {
+            "meta": {**meta, "rounds": args.rounds, "batch": args.batch, "seed": args.seed},
+            "medians_us": medians,
+            "quartiles_us": quartiles,
+            "samples_us": samples,
+        }
         with open(args.json, "w") as fh:
-            json.dump({"medians_us": medians, "samples_us": samples}, fh, indent=1)
+            json.dump(result, fh, indent=1)
+        print(f"wrote {args.json}")
     return 0
+
+
+def environment() -> dict[str, Any]:
+    """What a result needs next to it to be compared later: when, where, which versions."""
+    versions = []
+    for dist in ("starlette", "starsessions", "cryptography"):
+        try:
+            versions.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(f"{dist} -")
+    try:
+        here = os.path.dirname(os.path.abspath(__file__))
+        commit = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "versions": ", ".join(versions),
+        "commit": commit,
+    }
 
 
 if __name__ == "__main__":
