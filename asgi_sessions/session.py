@@ -284,7 +284,10 @@ class Session(dict[str, Any]):
             expires = issued + DEFAULT_SERVER_AGE
         if (
             now >= expires
-            or (backend.idle_timeout is not None and now - issued >= backend.idle_timeout)
+            # Times are whole seconds: ">" so that a cookie is never refused
+            # before idle_timeout seconds of real inactivity (">=" refused one
+            # issued at x.99 s a few ms later when idle_timeout=1).
+            or (backend.idle_timeout is not None and now - issued > backend.idle_timeout)
             or (backend.absolute_timeout is not None and now - created >= backend.absolute_timeout)
         ):
             logger.debug("session cookie refused: expired")

@@ -1,0 +1,484 @@
+"""The encrypted session cookie exactly as DESIGN §4 decides it, seen from outside.
+
+Every cookie here is issued by a real app (our middleware over a bare ASGI
+app, driven with raw headers by :func:`tests.apps.call`, so any exception
+reaches the test) and taken apart as a browser or an attacker would: the
+token layout (version, key id, nonce, nothing readable), per-purpose HKDF
+keys, binding to the cookie name, expiry enforced on the server (forged
+cookies and real time), key rotation on a read-only request, the 4096-byte
+Set-Cookie limit found by search, chunking, migration from Starlette's own
+cookies, the weak-secret warning, the readable :class:`SignedCookieStore`
+and ``python -m asgi_sessions inspect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware as StarletteSessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
+
+from asgi_sessions import SessionMiddleware, crypto
+from asgi_sessions.__main__ import main
+from asgi_sessions._record import COOKIE_HEAD, pack_cookie
+from asgi_sessions.crypto import KeyRing, b64decode
+from asgi_sessions.errors import SessionTooLarge
+from asgi_sessions.stores import EncryptedCookieStore, SignedCookieStore
+from tests.apps import OTHER_SECRET, SECRET, Reply, SetCookie, call, set_cookies
+
+DATA = {"user": "alice-the-admin", "cart": ["sku-98765", "sku-43210"], "visits": 42}
+EXPIRED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
+
+Action = Callable[[Any], object]
+
+
+# -- helpers -------------------------------------------------------------------------
+
+
+def _app(action: Action | None = None, **options: Any) -> SessionMiddleware:
+    """Our middleware over a bare ASGI app that applies ``action`` to the session
+    (``None``: only reads it) and answers 200 with the session as JSON."""
+    options.setdefault("secret_key", SECRET)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope["session"]
+        if action is not None:
+            action(session)
+        body = json.dumps(session.copy()).encode("utf-8")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    return SessionMiddleware(app, **options)
+
+
+def _update(data: dict[str, Any]) -> Action:
+    return lambda session: session.update(data)
+
+
+def _replace(data: dict[str, Any]) -> Action:
+    def action(session: Any) -> None:
+        session.clear()
+        session.update(data)
+
+    return action
+
+
+def _request(app: Any, cookie: str | None = None) -> Reply:
+    headers = [] if cookie is None else [(b"cookie", cookie.encode("latin-1"))]
+    return asyncio.run(call(app, headers))
+
+
+def _issue(data: dict[str, Any] = DATA, name: str = "session", **options: Any) -> str:
+    """The cookie value a real app sets for a new session holding ``data``."""
+    reply = _request(_app(_update(data), session_cookie=name, **options))
+    return set_cookies(reply)[name].value
+
+
+def _read(token: str, name: str = "session", **options: Any) -> tuple[Any, dict[str, SetCookie]]:
+    """(session the app saw, Set-Cookie lines) for a read-only request carrying ``token``."""
+    reply = _request(_app(session_cookie=name, **options), f"{name}={token}")
+    assert reply.status == 200
+    return reply.json(), set_cookies(reply)
+
+
+def _jar(cookies: dict[str, SetCookie]) -> str:
+    """A Cookie header carrying every cookie that was set (not deleted)."""
+    return "; ".join(f"{c.name}={c.value}" for c in cookies.values() if not c.deletes)
+
+
+def _raw(token: str) -> bytes:
+    raw = b64decode(token)
+    assert raw is not None, "not canonical unpadded base64url"
+    return raw
+
+
+def _hkdf(secret: str, info: bytes, length: int = 32) -> bytes:
+    return HKDF(
+        algorithm=hashes.SHA256(), length=length, salt=b"asgi_sessions/hkdf/v1", info=info
+    ).derive(secret.encode("utf-8"))
+
+
+# -- token layout --------------------------------------------------------------------
+
+
+def test_token_is_version_keyid_nonce_ciphertext_in_unpadded_base64url() -> None:
+    token = _issue()
+    assert "=" not in token
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    raw = _raw(token)
+    assert raw == base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert raw[0] == 1
+    plaintext = KeyRing(SECRET).open(raw, b"session")
+    assert plaintext is not None
+    # version (1) + key id (4) + nonce (12) + ciphertext (same length as plaintext) + tag (16)
+    assert len(raw) == 1 + 4 + 12 + len(plaintext[0]) + 16
+
+
+def test_key_id_is_shared_by_one_secret_and_differs_for_another() -> None:
+    first, second = _raw(_issue({"a": 1})), _raw(_issue({"b": 2}))
+    other = _raw(_issue({"a": 1}, secret_key=OTHER_SECRET))
+    assert first[1:5] == second[1:5]
+    assert other[1:5] != first[1:5]
+    assert first[1:5] == _hkdf(SECRET, b"asgi_sessions/key-id", 4)
+
+
+def test_every_cookie_gets_its_own_nonce() -> None:
+    nonces = {_raw(_issue())[5:17] for _ in range(20)}
+    assert len(nonces) == 20
+    assert all(len(nonce) == 12 for nonce in nonces)
+
+
+def test_no_session_value_is_visible_in_the_cookie_text_or_its_bytes() -> None:
+    token = _issue()
+    raw = _raw(token)
+    for needle in ("alice-the-admin", "alice", "sku-98765", "sku-43210", "user", "cart"):
+        assert needle not in token
+        assert needle.encode() not in raw
+        assert base64.b64encode(needle.encode()).decode()[:6] not in token
+    assert b"42" not in raw[17:]  # hardly meaningful, but the JSON is not there verbatim
+    assert b'"visits"' not in raw
+
+
+# -- per-purpose keys ----------------------------------------------------------------
+
+
+def test_encryption_signing_and_key_id_use_distinct_hkdf_infos_and_keys() -> None:
+    infos = {crypto._INFO_ENCRYPT, crypto._INFO_SIGN, crypto._INFO_KEY_ID}
+    assert len(infos) == 3
+    encryption = _hkdf(SECRET, crypto._INFO_ENCRYPT)
+    signing = _hkdf(SECRET, crypto._INFO_SIGN)
+    key_id = _hkdf(SECRET, crypto._INFO_KEY_ID, 4)
+    assert encryption != signing
+    assert key_id not in (encryption[:4], signing[:4])
+    key = KeyRing(SECRET)._keys[0]
+    assert key.mac_key == signing
+    assert key.key_id == key_id
+    assert SECRET.encode() not in (encryption, signing)
+
+
+def test_cookie_decrypts_with_the_encryption_key_and_not_with_the_signing_key() -> None:
+    raw = _raw(_issue())
+    nonce, body, aad = raw[5:17], raw[17:], raw[:5] + b"session"
+    plaintext = AESGCMSIV(_hkdf(SECRET, crypto._INFO_ENCRYPT)).decrypt(nonce, body, aad)
+    assert json.loads(plaintext[COOKIE_HEAD.size :]) == DATA
+    for wrong in (crypto._INFO_SIGN, b"asgi_sessions/other"):
+        with pytest.raises(InvalidTag):
+            AESGCMSIV(_hkdf(SECRET, wrong)).decrypt(nonce, body, aad)
+    with pytest.raises(InvalidTag):  # the raw secret is never the key
+        AESGCMSIV(SECRET.encode()[:32]).decrypt(nonce, body, aad)
+
+
+# -- the cookie name is bound into the token ------------------------------------------
+
+
+def test_token_issued_under_one_name_is_refused_under_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = _issue(name="a")
+    assert _read(token, name="a")[0] == DATA
+    caplog.set_level(logging.DEBUG, logger="asgi_sessions")
+    data, cookies = _read(token, name="b")
+    assert data == {}
+    assert cookies == {}
+    assert any("refused" in record.getMessage() for record in caplog.records)
+
+
+# -- expiry enforced on the server ----------------------------------------------------
+
+
+def _forge(
+    data: dict[str, Any], *, created: int, issued: int, expires: int, secret: str = SECRET
+) -> str:
+    payload = pack_cookie(
+        json.dumps(data).encode(), created=created, issued=issued, expires=expires, expiry=None
+    )
+    return EncryptedCookieStore(secret).seal(payload, "session")
+
+
+def test_cookie_replayed_after_its_sealed_expiry_is_refused() -> None:
+    now = int(time.time())
+    assert _read(_forge(DATA, created=now - 100, issued=now - 50, expires=now + 60))[0] == DATA
+    assert _read(_forge(DATA, created=now - 100, issued=now - 50, expires=now - 1))[0] == {}
+    assert _read(_forge(DATA, created=now - 100, issued=now - 50, expires=now))[0] == {}
+
+
+def test_forged_cookie_with_another_secret_is_refused() -> None:
+    now = int(time.time())
+    token = _forge(DATA, created=now, issued=now, expires=now + 60, secret=OTHER_SECRET)
+    assert _read(token)[0] == {}
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def test_idle_and_absolute_timeouts_in_real_time() -> None:
+    """idle_timeout=1, absolute_timeout=3: times inside cookies are whole seconds,
+    so each request is made just after a second boundary (about 4 s of sleep)."""
+    options: dict[str, Any] = {"idle_timeout": 1, "absolute_timeout": 3}
+    store = EncryptedCookieStore(SECRET)
+    start = int(time.time()) + 1
+    _sleep_until(start + 0.05)
+    first = _issue(store=store, **options)
+    assert _read(first, store=store, **options)[0] == DATA  # same second: alive, not re-issued
+
+    # 1 s later, within the idle window: alive, and refreshed on a read-only request.
+    _sleep_until(start + 1.05)
+    data, cookies = _read(first, store=store, **options)
+    assert data == DATA
+    second = cookies["session"].value
+    # 2 s later: the cookie that was never refreshed has been idle too long ...
+    _sleep_until(start + 2.05)
+    assert _read(first, store=store, **options)[0] == {}
+    # ... while the refreshed one lives on.
+    data, cookies = _read(second, store=store, **options)
+    assert data == DATA
+    third = cookies["session"].value
+    # 3 s after creation: over, however active it was.
+    _sleep_until(start + 3.05)
+    assert _read(third, store=store, **options) == ({}, {})
+
+
+# -- rotation ------------------------------------------------------------------------
+
+OLD = "old-secret-for-rotation-0123456789abcdefghijkl"
+NEW = "new-secret-for-rotation-0123456789abcdefghijkl"
+
+
+def test_rotation_reads_an_old_cookie_and_reissues_it_under_the_new_key() -> None:
+    old_token = _issue(secret_key=OLD)
+    new_key_id = _raw(_issue(secret_key=NEW))[1:5]
+    assert _raw(old_token)[1:5] != new_key_id
+    data, cookies = _read(old_token, secret_key=[NEW, OLD])  # a read-only request
+    assert data == DATA
+    reissued = cookies["session"].value
+    assert _raw(reissued)[1:5] == new_key_id
+    assert _read(reissued, secret_key=[NEW])[0] == DATA
+    # A current cookie is not re-issued on a read-only request.
+    assert _read(reissued, secret_key=[NEW, OLD]) == (DATA, {})
+
+
+def test_an_app_without_the_old_secret_refuses_an_old_cookie() -> None:
+    assert _read(_issue(secret_key=OLD), secret_key=[NEW]) == ({}, {})
+
+
+# -- the 4096-byte Set-Cookie line -----------------------------------------------------
+
+
+def _set_cookie_line(size: int, **options: Any) -> str:
+    """The Set-Cookie line for a session holding a ``size``-character string."""
+    reply = _request(_app(_update({"blob": "x" * size}), **options))
+    [line] = reply.get_all(b"set-cookie")
+    return line.decode("latin-1")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"session_cookie": "sid", "https_only": True, "domain": "example.com", "max_age": None}],
+    ids=["defaults", "other-attributes"],
+)
+def test_session_too_large_is_found_at_the_4096_byte_line(options: dict[str, Any]) -> None:
+    low, high = 0, 6000  # fits, does not fit
+    with pytest.raises(SessionTooLarge):
+        _set_cookie_line(high, **options)
+    while high - low > 1:
+        middle = (low + high) // 2
+        try:
+            _set_cookie_line(middle, **options)
+        except SessionTooLarge:
+            high = middle
+        else:
+            low = middle
+    line = _set_cookie_line(low, **options)
+    # The limit counts the whole header line: name, value and attributes.
+    assert 4093 <= len(line.encode("latin-1")) <= 4096
+    with pytest.raises(SessionTooLarge) as caught:
+        _set_cookie_line(high, **options)
+    assert caught.value.size > 4096
+    assert caught.value.size <= len(line) + 4  # one more base64 quantum at most
+    assert caught.value.limit == 4096
+    assert str(caught.value.size) in str(caught.value)
+
+
+def test_session_too_large_reaches_the_server_through_a_test_client() -> None:
+    async def grow(request: Request) -> JSONResponse:
+        request.session["blob"] = "x" * 5000
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/", grow)], middleware=[Middleware(SessionMiddleware, SECRET)])
+    with TestClient(app, raise_server_exceptions=True) as client, pytest.raises(SessionTooLarge):
+        client.get("/")
+
+
+# -- chunking ------------------------------------------------------------------------
+
+
+def test_chunked_10kb_session_round_trips_and_shrinks() -> None:
+    store = EncryptedCookieStore(SECRET, chunked=True)
+    big = {"blob": "".join(f"{i:05d}" for i in range(2000))}  # 10 KB
+    cookies = set_cookies(_request(_app(_update(big), store=store)))
+    names = sorted(cookies)
+    assert names[0] == "session"
+    assert names[1:] == [f"session.{i}" for i in range(1, len(names))]
+    assert len(names) >= 3
+    assert all(len(cookie.line.encode("latin-1")) <= 4096 for cookie in cookies.values())
+    assert not any(cookie.deletes for cookie in cookies.values())
+    jar = _jar(cookies)
+
+    reply = _request(_app(store=store), jar)
+    assert reply.json() == big
+    assert set_cookies(reply) == {}  # nothing changed, nothing re-sent
+
+    # A missing chunk: the value no longer verifies, so the session is empty.
+    for missing in names[1:]:
+        partial = "; ".join(f"{c.name}={c.value}" for c in cookies.values() if c.name != missing)
+        assert _request(_app(store=store), partial).json() == {}
+
+    # Shrinking back to one cookie deletes every stale chunk with the same attributes.
+    shrunk = set_cookies(_request(_app(_replace({"small": 1}), store=store), jar))
+    assert set(shrunk) == set(names)
+    assert not shrunk["session"].deletes
+    for name in names[1:]:
+        assert shrunk[name].deletes
+        assert shrunk[name].line.startswith(f"{name}=null; path=/; {EXPIRED}; httponly")
+    assert _request(_app(store=store), _jar(shrunk)).json() == {"small": 1}
+
+
+# -- migration from Starlette's SessionMiddleware -------------------------------------
+
+
+def _starlette_cookie(data: dict[str, Any]) -> str:
+    async def set_data(request: Request) -> JSONResponse:
+        request.session.update(data)
+        return JSONResponse({})
+
+    app = Starlette(
+        routes=[Route("/", set_data)],
+        middleware=[Middleware(StarletteSessionMiddleware, secret_key=SECRET)],
+    )
+    with TestClient(app) as client:
+        return set_cookies(client.get("/"))["session"].value
+
+
+def test_starlette_cookie_is_read_and_reissued_encrypted_with_the_opt_in() -> None:
+    legacy = _starlette_cookie(DATA)
+    store = EncryptedCookieStore(SECRET, accept_starlette_cookies=True)
+    data, cookies = _read(legacy, store=store)
+    assert data == DATA
+    reissued = cookies["session"].value
+    assert reissued != legacy
+    assert _raw(reissued)[0] == 1
+    assert "alice" not in reissued
+    assert _read(reissued, store=EncryptedCookieStore(SECRET)) == (DATA, {})
+
+
+def test_starlette_cookie_is_an_empty_session_without_the_opt_in() -> None:
+    assert _read(_starlette_cookie(DATA)) == ({}, {})
+    assert _read(_starlette_cookie(DATA), store=EncryptedCookieStore(SECRET)) == ({}, {})
+
+
+# -- weak secrets --------------------------------------------------------------------
+
+
+def test_weak_secret_warns_once_at_construction_not_per_request() -> None:
+    with pytest.warns(UserWarning, match="32 bytes") as caught:
+        app = _app(_update({"a": 1}), secret_key="short-secret")
+    assert len([w for w in caught if issubclass(w.category, UserWarning)]) == 1
+    with warnings.catch_warnings(record=True) as later:
+        warnings.simplefilter("always")
+        cookie = set_cookies(_request(app))["session"].value
+        for _ in range(3):
+            _request(app, f"session={cookie}")
+    assert later == []
+
+
+def test_strong_secret_does_not_warn() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _app(secret_key="x" * 32)
+        EncryptedCookieStore(SECRET)
+    assert caught == []
+
+
+# -- the readable signed store -------------------------------------------------------
+
+
+def test_signed_cookie_is_readable_by_base64_decoding() -> None:
+    assert "readable" in (SignedCookieStore.__doc__ or "").lower()
+    token = _issue(store=SignedCookieStore(SECRET))
+    body, _, _ = token.partition(".")
+    payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    assert json.loads(payload[COOKIE_HEAD.size :]) == DATA
+    assert _read(token, store=SignedCookieStore(SECRET)) == (DATA, {})
+
+
+def test_tampered_signed_cookie_is_refused() -> None:
+    store = SignedCookieStore(SECRET)
+    token = _issue(store=store)
+    body, _, signature = token.partition(".")
+    payload = bytearray(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged_payload = bytes(payload).replace(b"alice-the-admin", b"mallory-the-adm")
+    forged = base64.urlsafe_b64encode(forged_payload).decode().rstrip("=") + "." + signature
+    assert _read(forged, store=store) == ({}, {})
+    flipped_sig = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
+    assert _read(f"{body}.{flipped_sig}", store=store) == ({}, {})
+    assert _read(body, store=store) == ({}, {})
+    assert _read(token, name="other", store=store) == ({}, {})
+
+
+def test_signed_cookie_rotation() -> None:
+    old_token = _issue(store=SignedCookieStore(OLD))
+    new_key_id = _raw(_issue(store=SignedCookieStore(NEW)).partition(".")[2])[:4]
+    data, cookies = _read(old_token, store=SignedCookieStore([NEW, OLD]))
+    assert data == DATA
+    reissued = cookies["session"].value
+    assert _raw(reissued.partition(".")[2])[:4] == new_key_id
+    assert _read(reissued, store=SignedCookieStore([NEW])) == (DATA, {})
+    assert _read(old_token, store=SignedCookieStore([NEW])) == ({}, {})
+
+
+# -- python -m asgi_sessions inspect --------------------------------------------------
+
+
+def test_inspect_prints_the_data(capsys: pytest.CaptureFixture[str]) -> None:
+    token = _issue(max_age=600)
+    assert main(["inspect", token, "--secret", SECRET]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data"] == DATA
+    assert report["read_with_old_secret"] is False
+    assert report["expires"] is not None
+
+
+def test_inspect_with_the_wrong_secret_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
+    token = _issue()
+    assert main(["inspect", token, "--secret", OTHER_SECRET]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "does not verify" in captured.err
+    assert "alice" not in captured.err
+
+
+def test_inspect_a_signed_cookie_and_a_rotated_ring(capsys: pytest.CaptureFixture[str]) -> None:
+    token = _issue(store=SignedCookieStore(OLD))
+    assert main(["inspect", token, "--signed", "--secret", NEW, "--secret", OLD]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["data"] == DATA
+    assert report["read_with_old_secret"] is True
