@@ -1,0 +1,388 @@
+"""SQLStore: sessions in one SQL table, through SQLAlchemy 2's async engine.
+
+Owns one table (``key`` the hex store key as primary key, ``data`` the
+record's bytes, ``expires_at`` unix seconds, indexed) and every statement
+that touches it. Never knows what a record means, nor session ids: rows are
+keyed by the SHA-256 the session computed, so a database dump holds no
+usable session token.
+
+Each operation is one statement in its own short transaction, so the
+concurrency guarantees rest on the database's row locking rather than on
+anything held in this process:
+
+- create-only is an ``INSERT`` that the primary key refuses (an expired row
+  under the same key is deleted and replaced in one transaction);
+- update-only, touch, append and compare-and-set are single ``UPDATE``
+  statements guarded by ``key = :key AND expires_at > :now`` and judged by
+  their row count (MySQL's ``FOUND_ROWS`` client flag, which SQLAlchemy sets,
+  makes a no-change update count as a match);
+- append concatenates in the database (``data || :x``, ``CONCAT`` on MySQL),
+  so two racing appends both land.
+
+SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) and
+MariaDB/MySQL (asyncmy) are the server choices. SQLAlchemy's async engine
+runs on asyncio only.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import anyio
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..errors import SessionStoreUnavailable
+from .base import SessionStore, StoreKey
+
+__all__ = ["SQLStore"]
+
+_T = TypeVar("_T")
+
+_CLEAR_BATCH = 5_000
+"""Rows deleted per transaction by :meth:`SQLStore.clear_expired`: small
+enough that a purge never holds long locks or a huge undo log."""
+
+_MYSQL = ("mysql", "mariadb")
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means "the database cannot be reached", not a bug."""
+    if isinstance(error, (TimeoutError, OSError, exc.TimeoutError)):
+        return True
+    if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
+        return True
+    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+
+
+def _describe(error: BaseException) -> str:
+    """Name the failure without its message: driver messages can echo SQL parameters."""
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    if isinstance(error, exc.DBAPIError) and error.orig is not None:
+        return type(error.orig).__name__
+    return type(error).__name__
+
+
+def _statement_timeout(timeout: float) -> float:
+    """The driver's own per-statement limit: a little under ``timeout``.
+
+    A driver that gives up by itself (asyncpg cancels the query on the
+    server, SQLite stops waiting for the lock) leaves its connection usable;
+    when ``timeout`` strikes first, the call is cancelled and the connection
+    has to be thrown away.
+    """
+    return max(0.05, timeout * 0.75)
+
+
+def _connect_args(url: URL, timeout: float) -> dict[str, Any]:
+    """Driver options that bound connecting and, where offered, each statement."""
+    driver = url.get_driver_name()
+    if driver == "asyncpg":
+        return {"timeout": timeout, "command_timeout": _statement_timeout(timeout)}
+    if driver == "asyncmy":
+        # binary_prefix sends bytes as _binary'…', so the server never reads
+        # session bytes as text in the connection's character set.
+        return {"connect_timeout": timeout, "read_timeout": timeout, "binary_prefix": True}
+    if driver in ("aiosqlite", "pysqlite"):
+        return {"timeout": _statement_timeout(timeout)}
+    return {}
+
+
+def _sqlite_pragmas(engine: AsyncEngine, timeout: float) -> None:
+    """WAL and a busy timeout: concurrent writers wait for the lock instead of failing."""
+    busy_ms = max(1, int(_statement_timeout(timeout) * 1000))
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+
+class SQLStore(SessionStore):
+    """Sessions in one table of a SQL database (SQLAlchemy 2 async).
+
+    ``engine_or_url`` is an async SQLAlchemy URL (``sqlite+aiosqlite:///path``,
+    ``postgresql+asyncpg://…``, ``mysql+asyncmy://…``), from which the store
+    builds and owns an engine (disposed by :meth:`close`), or an existing
+    :class:`~sqlalchemy.ext.asyncio.AsyncEngine`, which the store only uses.
+
+    Every operation is bounded by ``timeout`` seconds; a database that is down
+    or slow raises :class:`~asgi_sessions.errors.SessionStoreUnavailable`.
+    With ``create_table`` (the default) the table and its index are created on
+    first use if missing; pass False when migrations own the schema.
+    """
+
+    def __init__(
+        self,
+        engine_or_url: AsyncEngine | str | URL,
+        *,
+        table_name: str = "asgi_sessions",
+        timeout: float = 2.0,
+        create_table: bool = True,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
+        self.table_name = table_name
+        if isinstance(engine_or_url, AsyncEngine):
+            self._engine = engine_or_url
+            self._owns_engine = False
+        else:
+            url = make_url(engine_or_url)
+            self._engine = create_async_engine(
+                url, pool_pre_ping=True, connect_args=_connect_args(url, timeout)
+            )
+            self._owns_engine = True
+            if url.get_backend_name() == "sqlite":
+                _sqlite_pragmas(self._engine, timeout)
+        self._dialect = self._engine.dialect.name
+        self._metadata = sa.MetaData()
+        self.table = sa.Table(
+            table_name,
+            self._metadata,
+            sa.Column(
+                "key",
+                sa.String(64).with_variant(
+                    mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), *_MYSQL
+                ),
+                primary_key=True,
+            ),
+            sa.Column(
+                "data", sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL), nullable=False
+            ),
+            sa.Column("expires_at", sa.BigInteger(), nullable=False),
+            sa.Index(f"ix_{table_name}_expires_at", "expires_at"),
+        )
+        self._table_ready = not create_table
+        self._table_lock = anyio.Lock()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine the store runs on."""
+        return self._engine
+
+    # -- plumbing --------------------------------------------------------------
+
+    async def _ensure_table(self) -> None:
+        if self._table_ready:
+            return
+        async with self._table_lock:
+            if self._table_ready:
+                return
+            async with self._engine.begin() as conn:
+                await conn.run_sync(self._metadata.create_all, checkfirst=True)
+            self._table_ready = True
+
+    async def _run(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one operation under the timeout, mapping outages to SessionStoreUnavailable."""
+        try:
+            with anyio.fail_after(self.timeout):
+                await self._ensure_table()
+                return await operation()
+        except Exception as error:
+            if _is_unavailable(error):
+                raise SessionStoreUnavailable(
+                    f"SQL session store unavailable ({self._dialect}: {_describe(error)})"
+                ) from None
+            raise
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A short transaction (one statement; two in create).
+
+        Not autocommit, though one statement is atomic on its own: a statement
+        that outlives ``timeout`` (say, waiting for a row lock) keeps running
+        on the server after we give up, and in autocommit mode it would then
+        commit a write we already reported as failed. In a transaction its
+        COMMIT is never sent and the write is rolled back.
+        """
+        async with self._engine.begin() as conn:
+            yield conn
+
+    def _live(self, key: StoreKey, now: int) -> sa.ColumnElement[bool]:
+        table = self.table
+        return sa.and_(table.c.key == key, table.c.expires_at > now)
+
+    def _binary(self, value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        """SQLite's ``||`` yields TEXT; cast the result back so the column stays a BLOB."""
+        if self._dialect == "sqlite":
+            return sa.cast(value, sa.LargeBinary())
+        return value
+
+    def _concat(self, *parts: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+        if self._dialect in _MYSQL:
+            return sa.func.concat(*parts, type_=sa.LargeBinary())
+        result = parts[0]
+        for part in parts[1:]:
+            result = result.op("||", return_type=sa.LargeBinary())(part)
+        return self._binary(result)
+
+    # -- the store -------------------------------------------------------------
+
+    async def read(self, key: StoreKey) -> bytes | None:
+        """One SELECT of the live row."""
+        table = self.table
+        query = sa.select(table.c.data).where(self._live(key, _now()))
+
+        async def read() -> bytes | None:
+            async with self._transaction() as conn:
+                value = (await conn.execute(query)).scalar_one_or_none()
+            return None if value is None else bytes(value)
+
+        return await self._run(read)
+
+    async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """INSERT; a live row under ``key`` refuses it, an expired one is replaced."""
+        table = self.table
+
+        async def create() -> bool:
+            now = _now()
+            insert = sa.insert(table).values(key=key, data=data, expires_at=now + ttl)
+            try:
+                async with self._transaction() as conn:
+                    await conn.execute(insert)
+                return True
+            except exc.IntegrityError:
+                pass
+            # The key is taken: free it only if that row has expired.
+            stale = sa.delete(table).where(table.c.key == key, table.c.expires_at <= now)
+            try:
+                async with self._transaction() as conn:  # delete and insert together
+                    if (await conn.execute(stale)).rowcount != 1:
+                        return False
+                    await conn.execute(insert)
+                return True
+            except exc.IntegrityError:
+                return False  # a concurrent create won the freed key
+
+        return await self._run(create)
+
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """UPDATE of the live row; False if there is none."""
+        table = self.table
+
+        async def update() -> bool:
+            now = _now()
+            stmt = (
+                sa.update(table).where(self._live(key, now)).values(data=data, expires_at=now + ttl)
+            )
+            async with self._transaction() as conn:
+                return (await conn.execute(stmt)).rowcount == 1
+
+        return await self._run(update)
+
+    async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        """One UPDATE that concatenates in the database, so racing appends all land."""
+        table = self.table
+
+        async def append() -> bool:
+            now = _now()
+            suffix = sa.bindparam("suffix", data, type_=sa.LargeBinary())
+            stmt = (
+                sa.update(table)
+                .where(self._live(key, now))
+                .values(data=self._concat(table.c.data, suffix), expires_at=now + ttl)
+            )
+            async with self._transaction() as conn:
+                return (await conn.execute(stmt)).rowcount == 1
+
+        return await self._run(append)
+
+    async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
+        """One UPDATE guarded by the record's prefix: a compare-and-set in the database."""
+        table = self.table
+
+        async def replace() -> bool:
+            now = _now()
+            size = len(expected)
+            condition = self._live(key, now)
+            if size:
+                prefix = sa.func.substr(table.c.data, 1, size, type_=sa.LargeBinary())
+                condition = sa.and_(
+                    condition,
+                    prefix == sa.bindparam("expected", expected, type_=sa.LargeBinary()),
+                )
+            rest = sa.func.substr(table.c.data, size + 1, type_=sa.LargeBinary())
+            new = sa.bindparam("replacement", data, type_=sa.LargeBinary())
+            stmt = (
+                sa.update(table)
+                .where(condition)
+                .values(data=self._concat(new, rest), expires_at=now + ttl)
+            )
+            async with self._transaction() as conn:
+                return (await conn.execute(stmt)).rowcount == 1
+
+        return await self._run(replace)
+
+    async def touch(self, key: StoreKey, ttl: int) -> None:
+        """UPDATE of ``expires_at`` alone: the data is not rewritten."""
+        table = self.table
+
+        async def touch() -> None:
+            now = _now()
+            stmt = sa.update(table).where(self._live(key, now)).values(expires_at=now + ttl)
+            async with self._transaction() as conn:
+                await conn.execute(stmt)
+
+        await self._run(touch)
+
+    async def delete(self, key: StoreKey) -> None:
+        """DELETE of the row, if any."""
+        table = self.table
+        stmt = sa.delete(table).where(table.c.key == key)
+
+        async def delete() -> None:
+            async with self._transaction() as conn:
+                await conn.execute(stmt)
+
+        await self._run(delete)
+
+    async def clear_expired(self) -> int:
+        """Delete expired rows in batches of 5,000, one transaction each.
+
+        Batches keep each transaction short, so a large purge never blocks
+        live sessions for long. Each batch (not the whole purge) is bounded
+        by ``timeout``.
+        """
+        table = self.table
+        now = _now()
+        if self._dialect in _MYSQL:
+            # MySQL cannot delete from a table it selects from in a subquery,
+            # but it has DELETE … LIMIT.
+            stmt = sa.delete(table).where(table.c.expires_at <= now)
+            stmt = stmt.with_dialect_options(**{f"{self._dialect}_limit": _CLEAR_BATCH})
+        else:
+            batch = sa.select(table.c.key).where(table.c.expires_at <= now).limit(_CLEAR_BATCH)
+            stmt = sa.delete(table).where(table.c.key.in_(batch))
+
+        async def clear_batch() -> int:
+            async with self._transaction() as conn:
+                return max(0, (await conn.execute(stmt)).rowcount)
+
+        total = 0
+        while True:
+            removed = await self._run(clear_batch)
+            total += removed
+            if removed < _CLEAR_BATCH:
+                return total
+
+    async def close(self) -> None:
+        """Dispose of the engine if the store created it."""
+        if self._owns_engine:
+            await self._engine.dispose()
