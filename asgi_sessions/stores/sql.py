@@ -145,12 +145,16 @@ class SQLStore(SessionStore):
             self._owns_engine = False
         else:
             url = make_url(engine_or_url)
-            self._engine = create_async_engine(
-                url, pool_pre_ping=True, connect_args=_connect_args(url, timeout)
-            )
+            # No pool_pre_ping: it costs a round trip on every checkout. A
+            # connection that died with its server is retried once instead
+            # (see _run), which is the same recovery for free.
+            self._engine = create_async_engine(url, connect_args=_connect_args(url, timeout))
             self._owns_engine = True
             if url.get_backend_name() == "sqlite":
                 _sqlite_pragmas(self._engine, timeout)
+        # Reads need no transaction: one autocommit SELECT is one round trip
+        # instead of BEGIN, SELECT, COMMIT.
+        self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dialect = self._engine.dialect.name
         self._metadata = sa.MetaData()
         self.table = sa.Table(
@@ -194,7 +198,14 @@ class SQLStore(SessionStore):
         try:
             with anyio.fail_after(self.timeout):
                 await self._ensure_table()
-                return await operation()
+                try:
+                    return await operation()
+                except exc.DBAPIError as error:
+                    # A pooled connection whose server restarted fails once and is
+                    # discarded; the operation then runs on a fresh connection.
+                    if not error.connection_invalidated:
+                        raise
+                    return await operation()
         except Exception as error:
             if _is_unavailable(error):
                 raise SessionStoreUnavailable(
@@ -241,7 +252,7 @@ class SQLStore(SessionStore):
         query = sa.select(table.c.data).where(self._live(key, _now()))
 
         async def read() -> bytes | None:
-            async with self._transaction() as conn:
+            async with self._reader.connect() as conn:
                 value = (await conn.execute(query)).scalar_one_or_none()
             return None if value is None else bytes(value)
 
