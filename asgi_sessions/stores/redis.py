@@ -14,6 +14,10 @@ Works with a plain client, a Sentinel-managed one and ``RedisCluster``
 (every command touches one key, so slots never get in the way). Keys are
 ``prefix`` + the hashed id: ``KEYS session:*`` shows nothing usable as a
 session token.
+
+This module owns the Redis commands and the mapping of Redis failures to
+:class:`~asgi_sessions.errors.SessionStoreUnavailable`. It never knows what
+a record holds, what a session id is, or anything about cookies and requests.
 """
 
 from __future__ import annotations
@@ -21,17 +25,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from ..errors import SessionStoreUnavailable
+from ..errors import ImproperlyConfigured, SessionStoreUnavailable
 from .base import SessionStore, StoreKey
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisClient", "RedisStore"]
 
 _T = TypeVar("_T")
+
+RedisClient: TypeAlias = Redis | RedisCluster
+"""What :class:`RedisStore` accepts instead of a URL.
+
+A plain ``redis.asyncio.Redis``, a Sentinel-managed one (``master_for``
+returns a ``Redis``) or a ``redis.asyncio.cluster.RedisCluster``.
+"""
 
 # KEYS[1] = key; ARGV[1] = bytes to append; ARGV[2] = ttl.
 _APPEND = """
@@ -64,13 +76,20 @@ redis.call('SET', KEYS[1], current .. ARGV[3], 'EX', ARGV[4])
 return 1
 """
 
-# Failures of the connection, not of our commands: the store is unavailable.
+# Failures of the backend, not of our commands: the store is unavailable.
+# ConnectionError covers Sentinel's MasterNotFoundError, a full connection pool
+# and a server still loading its dataset. RedisClusterException is what the
+# cluster client raises when no node answers or slots are uncovered; the rest of
+# its uses are multi-key or pipeline misuse, which single-key commands cannot
+# trigger. OutOfMemoryError is a server at maxmemory refusing writes.
 _UNAVAILABLE = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
     redis_errors.ReadOnlyError,
+    redis_errors.OutOfMemoryError,
+    redis_errors.RedisClusterException,
     OSError,
     TimeoutError,
 )
@@ -89,7 +108,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, client: Any, key: str, *args: bytes | int) -> Any:
+    async def __call__(self, client: RedisClient, key: str, *args: bytes | int) -> Any:
         try:
             return await client.evalsha(self.sha, 1, key, *args)
         except redis_errors.NoScriptError:
@@ -103,24 +122,36 @@ class RedisStore(SessionStore):
     the store builds and owns a client, or a ready ``redis.asyncio`` client
     (plain, ``Sentinel(...).master_for(...)``, or ``RedisCluster``) that the
     caller owns unless ``owns_client=True``. Every call is bounded by
-    ``timeout`` seconds; a Redis that is down or slow raises
-    :class:`~asgi_sessions.errors.SessionStoreUnavailable`.
+    ``timeout`` seconds, whatever the client's own socket timeouts; a Redis
+    that is down or slow raises
+    :class:`~asgi_sessions.errors.SessionStoreUnavailable`. A client that
+    lost its server reconnects by itself, so the same store works again once
+    Redis is back.
+
+    ``prefix`` namespaces the keys, so one Redis can serve several apps.
+    Runs on asyncio only, as ``redis.asyncio`` does.
     """
 
     def __init__(
         self,
-        client: str | Any,
+        client: str | RedisClient,
         *,
         prefix: str = "session:",
         timeout: float = 2.0,
         owns_client: bool | None = None,
     ) -> None:
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
+        if not timeout > 0:
+            raise ImproperlyConfigured("RedisStore timeout must be a positive number of seconds")
         if isinstance(client, str):
             client = Redis.from_url(client, socket_timeout=timeout, socket_connect_timeout=timeout)
             owns_client = True if owns_client is None else owns_client
-        self.client: Any = client
+        if client.get_encoder().decode_responses:
+            # Records are opaque bytes; a decoding client would turn them into
+            # str, or fail on the first one that is not UTF-8.
+            raise ImproperlyConfigured(
+                "RedisStore needs a client with decode_responses=False (the default)"
+            )
+        self.client: RedisClient = client
         self.prefix = prefix
         self.timeout = timeout
         self._owns_client = bool(owns_client)
@@ -144,7 +175,8 @@ class RedisStore(SessionStore):
 
     async def read(self, key: StoreKey) -> bytes | None:
         """``GET``: one round trip."""
-        value: bytes | None = await self._call(lambda: self.client.get(self._key(key)))
+        value: bytes | str | None = await self._call(lambda: self.client.get(self._key(key)))
+        assert not isinstance(value, str)  # refused decode_responses=True in __init__
         return value
 
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
