@@ -92,7 +92,7 @@ async def postgres_scale(sizes: list[int]) -> None:
     engine = create_async_engine(POSTGRES_URL)
     await store.read("0" * 64)  # creates the table
     stored: list[str] = []
-    now = int(time.time())
+    now = int(time.time() * 1000)  # SQLStore keeps expires_at in milliseconds
 
     async def bulk(new: list[str], expires_at: int) -> None:
         async with engine.begin() as connection:
@@ -108,7 +108,7 @@ async def postgres_scale(sizes: list[int]) -> None:
         for size in sizes:
             new = keys(size - len(stored))
             for start in range(0, len(new), 100_000):
-                await bulk(new[start : start + 100_000], now + 3600)
+                await bulk(new[start : start + 100_000], now + 3_600_000)
             stored += new
             async with engine.begin() as connection:
                 await connection.execute(text(f"ANALYZE {table}"))
@@ -119,9 +119,9 @@ async def postgres_scale(sizes: list[int]) -> None:
             await connection.execute(text(f"TRUNCATE {table}"))
         expired = max(sizes)
         for start in range(0, expired, 100_000):
-            await bulk(keys(min(100_000, expired - start)), now - 10)
+            await bulk(keys(min(100_000, expired - start)), now - 10_000)
         live = keys(1000)
-        await bulk(live, now + 3600)
+        await bulk(live, now + 3_600_000)
         start_time = time.perf_counter()
         removed = await store.clear_expired()
         elapsed = time.perf_counter() - start_time

@@ -1,7 +1,7 @@
 """SQLStore: sessions in one SQL table, through SQLAlchemy 2's async engine.
 
 Owns one table (``key`` the hex store key as primary key, ``data`` the
-record's bytes, ``expires_at`` unix seconds, indexed) and every statement
+record's bytes, ``expires_at`` unix milliseconds, indexed) and every statement
 that touches it. Never knows what a record means, nor session ids: rows are
 keyed by the SHA-256 the session computed, so a database dump holds no
 usable session token.
@@ -53,7 +53,14 @@ _MYSQL = ("mysql", "mariadb")
 
 
 def _now() -> int:
-    return int(time.time())
+    """Unix time in milliseconds: ``expires_at`` is kept to the millisecond, so a
+    one-second TTL means one second, not "until the next second boundary"."""
+    return int(time.time() * 1000)
+
+
+def _deadline(ttl: int) -> int:
+    """When a record written now with ``ttl`` seconds expires (milliseconds)."""
+    return _now() + ttl * 1000
 
 
 def _is_unavailable(error: BaseException) -> bool:
@@ -264,7 +271,7 @@ class SQLStore(SessionStore):
 
         async def create() -> bool:
             now = _now()
-            insert = sa.insert(table).values(key=key, data=data, expires_at=now + ttl)
+            insert = sa.insert(table).values(key=key, data=data, expires_at=_deadline(ttl))
             try:
                 async with self._transaction() as conn:
                     await conn.execute(insert)
@@ -291,7 +298,9 @@ class SQLStore(SessionStore):
         async def update() -> bool:
             now = _now()
             stmt = (
-                sa.update(table).where(self._live(key, now)).values(data=data, expires_at=now + ttl)
+                sa.update(table)
+                .where(self._live(key, now))
+                .values(data=data, expires_at=_deadline(ttl))
             )
             async with self._transaction() as conn:
                 return (await conn.execute(stmt)).rowcount == 1
@@ -308,7 +317,7 @@ class SQLStore(SessionStore):
             stmt = (
                 sa.update(table)
                 .where(self._live(key, now))
-                .values(data=self._concat(table.c.data, suffix), expires_at=now + ttl)
+                .values(data=self._concat(table.c.data, suffix), expires_at=_deadline(ttl))
             )
             async with self._transaction() as conn:
                 return (await conn.execute(stmt)).rowcount == 1
@@ -334,7 +343,7 @@ class SQLStore(SessionStore):
             stmt = (
                 sa.update(table)
                 .where(condition)
-                .values(data=self._concat(new, rest), expires_at=now + ttl)
+                .values(data=self._concat(new, rest), expires_at=_deadline(ttl))
             )
             async with self._transaction() as conn:
                 return (await conn.execute(stmt)).rowcount == 1
@@ -347,7 +356,7 @@ class SQLStore(SessionStore):
 
         async def touch() -> None:
             now = _now()
-            stmt = sa.update(table).where(self._live(key, now)).values(expires_at=now + ttl)
+            stmt = sa.update(table).where(self._live(key, now)).values(expires_at=_deadline(ttl))
             async with self._transaction() as conn:
                 await conn.execute(stmt)
 
