@@ -148,13 +148,7 @@ class CookieSpec:
 
     def read_value(self, headers: Iterable[tuple[bytes, bytes]]) -> str | None:
         """Our cookie's whole value: :meth:`read`, reassembled if chunking is on."""
-        header = None
-        for field, raw in headers:
-            if field == b"cookie":
-                header = raw if header is None else header + b"; " + raw
-        if header is None:
-            return None
-        value = _find(header, self._name_eq)
+        value = self.read(headers)
         if value is None or not self.chunked:
             return value
         return self.read_chunked(headers, value).value
