@@ -25,7 +25,7 @@ import hmac
 import os
 import secrets
 from collections.abc import Sequence
-from typing import Final, NamedTuple, TypeAlias
+from typing import Final, TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -37,7 +37,6 @@ from .errors import ImproperlyConfigured
 __all__ = [
     "FORMAT_VERSION",
     "KeyRing",
-    "Opened",
     "SecretKey",
     "b64decode",
     "b64encode",
@@ -139,14 +138,6 @@ class _Key:
         self.mac_key = _derive(secret, _INFO_SIGN)
 
 
-class Opened(NamedTuple):
-    """The result of opening a token: its plaintext and whether it was read
-    with a key other than the newest (so it should be re-issued)."""
-
-    plaintext: bytes
-    stale_key: bool
-
-
 class KeyRing:
     """The configured secrets, newest first, as ready-to-use keys.
 
@@ -193,7 +184,7 @@ class KeyRing:
         """Verify and decrypt a sealed token; ``None`` if it does not verify.
 
         Returns the plaintext and whether it was sealed with an older key
-        (see :class:`Opened`; a plain tuple here, this is a hot path).
+        (so the cookie should be re-issued under the newest).
         """
         if len(token) < _HEADER_LEN + _TAG_LEN:
             return None
