@@ -37,7 +37,9 @@ PREFIX = f"bench:{secrets.token_hex(4)}:"
 TABLE = f"bench_sessions_{secrets.token_hex(4)}"
 
 
-async def build_variants(tmp: str) -> tuple[dict[str, ASGIApp], list[Any]]:
+async def build_variants(
+    tmp: str, only: set[str] | None = None
+) -> tuple[dict[str, ASGIApp], list[Any]]:
     import asgi_sessions.stores as ours
     from asgi_sessions import SessionMiddleware as Ours
 
@@ -71,6 +73,8 @@ async def build_variants(tmp: str) -> tuple[dict[str, ASGIApp], list[Any]]:
         "ours-postgres": lambda: ours.SQLStore(POSTGRES_URL, table_name=TABLE),
     }
     for name, factory in stores.items():
+        if only is not None and name not in only:
+            continue
         try:
             store = factory()
             await store.read("0" * 64)  # reachable? (creates SQL tables)
@@ -82,12 +86,14 @@ async def build_variants(tmp: str) -> tuple[dict[str, ASGIApp], list[Any]]:
     return variants, cleanup
 
 
-async def run(rounds: int, batch: int) -> dict[str, dict[str, list[float]]]:
+async def run(
+    rounds: int, batch: int, only: set[str] | None = None
+) -> dict[str, dict[str, list[float]]]:
     import random
     import time
 
     with tempfile.TemporaryDirectory() as tmp:
-        variants, cleanup = await build_variants(tmp)
+        variants, cleanup = await build_variants(tmp, only)
         try:
             browsers = {name: Browser() for name in variants}
             for name, app in variants.items():
@@ -147,9 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--only", nargs="+", help="our variants to run (e.g. ours-redis); peers always run"
+    )
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
-    samples = asyncio.run(run(args.rounds, args.batch))
+    samples = asyncio.run(run(args.rounds, args.batch, set(args.only) if args.only else None))
     medians = report(samples)
     if "ours-redis" in medians and "starsessions-redis" in medians:
         ours, theirs = medians["ours-redis"], medians["starsessions-redis"]
