@@ -1,0 +1,97 @@
+"""The FastAPI dependency, with a cookie store and a server store loaded on demand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi import Depends, FastAPI
+from starlette.testclient import TestClient
+
+from asgi_sessions import Session, SessionMiddleware
+from asgi_sessions.integrations.fastapi import SessionDep, get_session, session_dependency
+from asgi_sessions.stores import MemoryStore
+
+SECRET = "fastapi-test-secret-0123456789abcdef"
+
+
+def make_app(**options: Any) -> FastAPI:
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, **options)
+
+    @app.post("/cart/{item}")
+    async def add(item: int, session: SessionDep) -> dict[str, Any]:
+        # Synchronous access: the dependency loaded the session.
+        session["cart"] = [*session.get("cart", []), item]
+        return {"cart": session["cart"]}
+
+    @app.get("/cart")
+    async def cart(session: Session = Depends(get_session)) -> dict[str, Any]:  # noqa: B008
+        return {"cart": await session.aget("cart", [])}
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"secret_key": SECRET},
+        {"store": MemoryStore(), "autoload": False},
+        {"store": MemoryStore(), "autoload": True},
+    ],
+    ids=["cookie", "memory-autoload-off", "memory-autoload-on"],
+)
+def test_the_dependency_hands_over_a_loaded_session(options: dict[str, Any]) -> None:
+    with TestClient(make_app(**options)) as client:
+        assert client.post("/cart/1").json() == {"cart": [1]}
+        assert client.post("/cart/2").json() == {"cart": [1, 2]}
+        assert client.get("/cart").json() == {"cart": [1, 2]}
+        response = client.get("/health")
+        assert "set-cookie" not in response.headers
+        assert "vary" not in response.headers
+
+
+def test_openapi_documents_the_cookie_as_a_security_scheme() -> None:
+    schema = make_app(secret_key=SECRET).openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["session"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "session",
+        "description": "The session cookie set by asgi_sessions (HttpOnly; sent by the browser).",
+    }
+    add = schema["paths"]["/cart/{item}"]["post"]
+    assert add["security"] == [{"session": []}]
+    assert [p["name"] for p in add.get("parameters", [])] == ["item"]  # no bogus parameters
+    assert "security" not in schema["paths"]["/health"]["get"]
+
+
+def test_a_custom_cookie_name_is_documented() -> None:
+    app = FastAPI()
+    app.add_middleware(SessionMiddleware, secret_key=SECRET, session_cookie="sid")
+    dependency = session_dependency("sid")
+
+    @app.get("/")
+    async def view(session: Session = Depends(dependency)) -> dict[str, Any]:  # noqa: B008
+        session["seen"] = True
+        return {}
+
+    assert app.openapi()["components"]["securitySchemes"]["session"]["name"] == "sid"
+    with TestClient(app) as client:
+        client.get("/")
+        assert "sid" in client.cookies
+
+
+def test_without_the_middleware_the_error_says_so() -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def view(session: SessionDep) -> dict[str, Any]:
+        return {}
+
+    with TestClient(app) as client, pytest.raises(RuntimeError, match="not installed"):
+        client.get("/")
