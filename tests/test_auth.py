@@ -1,0 +1,94 @@
+"""login() and logout(): fixation-safe login, complete logout, on cookie and server stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from asgi_sessions import SessionMiddleware
+from asgi_sessions.auth import AUTH_TIME_KEY, USER_KEY, login, logout, user_of
+from asgi_sessions.stores import MemoryStore
+
+SECRET = "auth-test-secret-0123456789abcdef0123"
+
+
+def make_app(**options: Any) -> Starlette:
+    async def do_login(request: Request) -> Response:
+        await login(request.session, request.path_params["user"], role="member")
+        return JSONResponse({})
+
+    async def do_logout(request: Request) -> Response:
+        await logout(request.session)
+        return JSONResponse({})
+
+    async def cart(request: Request) -> Response:
+        await request.session.aset("cart", [1, 2])
+        return JSONResponse({})
+
+    async def me(request: Request) -> Response:
+        return JSONResponse({"user": await user_of(request.session), **dict(request.session)})
+
+    return Starlette(
+        routes=[
+            Route("/login/{user}", do_login),
+            Route("/logout", do_logout),
+            Route("/cart", cart),
+            Route("/me", me),
+        ],
+        middleware=[Middleware(SessionMiddleware, **options)],
+    )
+
+
+@pytest.fixture(params=["cookie", "memory"])
+def options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    if request.param == "cookie":
+        return {"secret_key": SECRET}
+    return {"store": MemoryStore(), "autoload": False}
+
+
+def test_login_cycles_the_session_and_keeps_the_cart(options: dict[str, Any]) -> None:
+    with TestClient(make_app(**options)) as client:
+        client.get("/cart")
+        before = client.cookies["session"]
+        client.get("/login/alice")
+        after = client.cookies["session"]
+        assert after != before
+        me = client.get("/me").json()
+        assert me["user"] == "alice"
+        assert me["cart"] == [1, 2]
+        assert me["role"] == "member"
+        assert isinstance(me[AUTH_TIME_KEY], int)
+        if "store" in options:  # the pre-login id is worthless now
+            client.cookies.set("session", before)
+            assert client.get("/me").json() == {"user": None}
+
+
+def test_login_as_someone_else_starts_empty(options: dict[str, Any]) -> None:
+    with TestClient(make_app(**options)) as client:
+        client.get("/login/alice")
+        client.get("/cart")
+        client.get("/login/bob")
+        me = client.get("/me").json()
+        assert me["user"] == "bob"
+        assert "cart" not in me
+
+
+def test_logout_removes_everything(options: dict[str, Any]) -> None:
+    with TestClient(make_app(**options)) as client:
+        client.get("/login/alice")
+        copied = client.cookies["session"]
+        response = client.get("/logout")
+        assert "expires=Thu, 01 Jan 1970" in response.headers["set-cookie"]
+        assert client.get("/me").json() == {"user": None}
+        if "store" in options:  # a copied cookie does not bring the session back
+            client.cookies.set("session", copied)
+            assert client.get("/me").json() == {"user": None}
+            assert len(options["store"]) == 0
+        assert USER_KEY not in client.get("/me").json()
