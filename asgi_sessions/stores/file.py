@@ -3,22 +3,40 @@
 For single-machine deployments that want sessions to survive restarts
 without running a server. Each record is a file named by its store key (the
 SHA-256 of the session id, so file names are useless to whoever can list the
-directory); its modification time *is* its expiry time, which makes
-``touch`` a metadata update instead of a rewrite.
+directory). The file starts with a 12-byte header, ``b"ASF1"`` and the expiry
+as milliseconds since the epoch (big-endian), followed by the record's bytes.
+The header is the truth and is checked on every read; the file's mtime is
+set to the same instant as a hint only, so :meth:`FileStore.clear_expired`
+can skip live records with a ``stat`` instead of opening them. A file whose
+mtime something else changed is therefore still read correctly.
 
-Correctness across processes and threads:
+Correctness across threads and processes:
 
-- every write goes to a temporary file that is fsynced and then renamed
-  into place, so a reader never sees a half-written record and a crash
-  never leaves one;
-- writes to one key are serialised by an ``flock`` on one of 256 lock
-  files (chosen by the key's first byte), so create-only, update-only,
-  append and compare-and-set hold even between worker processes;
-- keys are checked to be 64 lowercase hex digits before they touch the file
-  system, so no key can escape the directory.
+- every write goes to a temporary file in the same directory that is
+  fsynced and then renamed over the record (``os.replace``), so a reader
+  never sees a half-written record and a crash never leaves one; a crash
+  can leave a temporary file, which readers ignore and ``clear_expired``
+  removes once it is an hour old;
+- every write to a key holds that key's lock: a ``threading`` lock for the
+  threads of this process, then an ``flock`` on one of 256 lock files in
+  ``.locks/`` (chosen by the key's first byte) for other processes. So
+  create-only, update-only, append and compare-and-set are atomic even
+  between worker processes, and an update can never resurrect a record a
+  concurrent delete removed. Readers take no lock: they open one complete
+  file or none;
+- ``touch`` rewrites only the 8 expiry bytes of the header, in place;
+- keys must be 64 lowercase hex digits before they touch the file system
+  (anything else raises ``ValueError``), so no key can escape the directory,
+  and record files are opened with ``O_NOFOLLOW``.
 
-Files are created 0600 and the directory 0700. Blocking calls run in a
-worker thread through anyio, so the store works under asyncio and trio.
+The directory is created 0700 and files 0600. Blocking calls run in a worker
+thread through anyio, so the store works under asyncio and trio. Each call
+is bounded by ``timeout`` (a lock held too long, a hung network file
+system): past it the caller gets :class:`SessionStoreUnavailable`, and the
+worker gives up before its final rename if it can.
+
+This module knows files, locks and the header layout; it never sees a
+session id, a cookie or what the bytes mean.
 """
 
 from __future__ import annotations
@@ -28,12 +46,15 @@ import errno
 import fcntl
 import os
 import re
+import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
 from ..errors import SessionStoreUnavailable
@@ -43,120 +64,208 @@ __all__ = ["FileStore"]
 
 _T = TypeVar("_T")
 _KEY = re.compile(r"[0-9a-f]{64}\Z")
+_MAGIC = b"ASF1"
+_HEADER = struct.Struct(">4sQ")  # magic, expiry in ms since the epoch
+_EXPIRY = struct.Struct(">Q")
+_EXPIRY_OFFSET = len(_MAGIC)
 _TMP_PREFIX = ".tmp-"
+_LOCKS = ".locks"
 _STALE_TMP_SECONDS = 3600
+_OPEN_RECORD = os.O_CLOEXEC | os.O_NOFOLLOW
 
 
-def _check_key(key: StoreKey) -> str:
+class _Timeout(TimeoutError):
+    """A lock was not acquired, or a write not finished, before the deadline."""
+
+
+def _check_key(key: StoreKey) -> StoreKey:
     if not isinstance(key, str) or not _KEY.match(key):
         raise ValueError("store keys are 64 lowercase hex digits")
     return key
 
 
-class FileStore(SessionStore):
-    """Sessions as files in ``directory`` (created 0700 if missing)."""
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
-    def __init__(self, directory: str | os.PathLike[str], *, fsync: bool = True) -> None:
+
+def _expiry(header: bytes) -> int:
+    """The header's expiry in ms; 0 (long expired) for a short or foreign file."""
+    if len(header) < _HEADER.size:
+        return 0
+    magic, expires = _HEADER.unpack_from(header)
+    return int(expires) if magic == _MAGIC else 0
+
+
+class FileStore(SessionStore):
+    """Sessions as files in ``directory`` (created 0700 if missing).
+
+    ``timeout`` bounds each operation, lock waits included. ``fsync=False``
+    skips the two fsyncs of each write (file and directory): faster, but a
+    power cut may lose the latest writes; use it only on throwaway data.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        timeout: float = 2.0,
+        fsync: bool = True,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
         self.directory = Path(directory).resolve()
+        self.timeout = timeout
         self.fsync = fsync
-        self._locks = self.directory / ".locks"
+        self._locks = self.directory / _LOCKS
+        # One per lock file: threads of this process queue here instead of polling flock.
+        self._thread_locks = [threading.Lock() for _ in range(256)]
         self._ready = False
 
     # -- plumbing --------------------------------------------------------------
 
     def _prepare(self) -> None:
-        if not self._ready:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self._locks.mkdir(mode=0o700, exist_ok=True)
-            self._ready = True
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._locks.mkdir(mode=0o700, exist_ok=True)
+        self._ready = True
 
-    async def _run(self, func: Callable[[], _T]) -> _T:
+    async def _run(self, work: Callable[[float], _T], *, bounded: bool = True) -> _T:
+        """Run ``work(deadline)`` in a worker thread; OS errors become unavailability."""
+        deadline = time.monotonic() + self.timeout
+
         def call() -> _T:
-            self._prepare()
-            return func()
+            if not self._ready:
+                self._prepare()
+            return work(deadline)
 
         try:
-            return await anyio.to_thread.run_sync(call)
-        except ValueError:
-            raise
-        except OSError as exc:
+            if not bounded:
+                return await anyio.to_thread.run_sync(call)
+            with anyio.fail_after(self.timeout):
+                # A thread cannot be interrupted: on timeout it is left to finish
+                # on its own, and `deadline` makes it give up before writing.
+                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+        except TimeoutError:
             raise SessionStoreUnavailable(
-                f"file session store failed: {errno.errorcode.get(exc.errno or 0, 'error')}"
+                f"file session store did not answer within {self.timeout:g} s"
             ) from None
+        except OSError as exc:
+            self._ready = False  # recreate the directory if it was removed
+            name = errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+            raise SessionStoreUnavailable(f"file session store failed: {name}") from None
 
     @contextlib.contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        fd = os.open(self._locks / f"{key[:2]}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    def _locked(self, key: StoreKey, deadline: float) -> Iterator[None]:
+        """Hold ``key``'s lock against this process's threads and other processes."""
+        shard = key[:2]
+        guard = self._thread_locks[int(shard, 16)]
+        if not guard.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise _Timeout
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            lock_file = self._locks / f"{shard}.lock"
+            flags = os.O_RDWR | os.O_CREAT | _OPEN_RECORD
+            try:
+                fd = os.open(lock_file, flags, 0o600)
+            except FileNotFoundError:  # the directory was removed under us: recreate it
+                self._prepare()
+                fd = os.open(lock_file, flags, 0o600)
+            try:
+                delay = 0.0005
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        # Another process holds it: poll, so the wait stays bounded.
+                        if time.monotonic() >= deadline:
+                            raise _Timeout from None
+                        time.sleep(delay)
+                        delay = min(delay * 2, 0.01)
+                if time.monotonic() >= deadline:
+                    raise _Timeout  # the caller has given up: change nothing
+                yield
+            finally:
+                os.close(fd)  # releases the flock
         finally:
-            os.close(fd)  # closing releases the lock
+            guard.release()
 
     def _path(self, key: StoreKey) -> Path:
         return self.directory / _check_key(key)
 
-    def _read_live(self, path: Path) -> bytes | None:
+    def _load(self, path: Path, size: int = -1) -> tuple[int, bytes] | None:
+        """``(expiry_ms, file bytes)`` with at most ``size`` bytes, or None if absent."""
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | _OPEN_RECORD)
         except FileNotFoundError:
             return None
-        with os.fdopen(fd, "rb") as handle:
-            if os.fstat(fd).st_mtime <= time.time():
-                return None
-            return handle.read()
+        with open(fd, "rb") as handle:
+            blob = handle.read(size)
+        return _expiry(blob), blob
 
-    def _write(self, path: Path, data: bytes, ttl: int) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.directory)  # mode 0600
+    def _read_live(self, path: Path) -> bytes | None:
+        loaded = self._load(path)
+        if loaded is None or loaded[0] <= _now_ms():
+            return None
+        return loaded[1][_HEADER.size :]
+
+    def _write(self, path: Path, data: bytes, ttl: int, deadline: float | None) -> None:
+        """Replace ``path`` atomically by a record of ``data`` living ``ttl`` seconds."""
+        expires = _now_ms() + ttl * 1000
+        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.directory)  # 0600, O_EXCL
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with open(fd, "wb") as handle:
+                handle.write(_HEADER.pack(_MAGIC, expires))
                 handle.write(data)
                 handle.flush()
                 if self.fsync:
-                    os.fsync(handle.fileno())
-            expires = time.time() + ttl
-            os.utime(tmp, (expires, expires))
-            os.replace(tmp, path)
+                    os.fsync(fd)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise _Timeout  # the caller has given up: do not publish
+                os.replace(tmp, path)
+                with contextlib.suppress(OSError):  # only a hint for clear_expired
+                    os.utime(fd, ns=(expires * 1_000_000, expires * 1_000_000))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
         if self.fsync:
-            dir_fd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            self._fsync_directory()
+
+    def _fsync_directory(self) -> None:
+        dir_fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     # -- the store -------------------------------------------------------------
 
     async def read(self, key: StoreKey) -> bytes | None:
-        """The record's bytes, or ``None`` if absent or expired."""
+        """The record's bytes, or ``None`` if absent or expired. Takes no lock."""
         path = self._path(key)
-        return await self._run(lambda: self._read_live(path))
+        return await self._run(lambda deadline: self._read_live(path))
 
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Write only if no live record exists (an expired one is replaced)."""
         path = self._path(key)
 
-        def create() -> bool:
-            with self._locked(key):
+        def create(deadline: float) -> bool:
+            with self._locked(key, deadline):
                 if self._read_live(path) is not None:
                     return False
-                self._write(path, data, ttl)
+                self._write(path, data, ttl, deadline)
                 return True
 
         return await self._run(create)
 
     async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
-        """Replace only if a live record exists."""
+        """Replace only if a live record exists (never resurrects a deleted one)."""
         path = self._path(key)
 
-        def update() -> bool:
-            with self._locked(key):
+        def update(deadline: float) -> bool:
+            with self._locked(key, deadline):
                 if self._read_live(path) is None:
                     return False
-                self._write(path, data, ttl)
+                self._write(path, data, ttl, deadline)
                 return True
 
         return await self._run(update)
@@ -165,12 +274,12 @@ class FileStore(SessionStore):
         """Append atomically: copy, extend and rename, under the key's lock."""
         path = self._path(key)
 
-        def append() -> bool:
-            with self._locked(key):
+        def append(deadline: float) -> bool:
+            with self._locked(key, deadline):
                 current = self._read_live(path)
                 if current is None:
                     return False
-                self._write(path, current + data, ttl)
+                self._write(path, current + data, ttl, deadline)
                 return True
 
         return await self._run(append)
@@ -179,65 +288,89 @@ class FileStore(SessionStore):
         """Compare-and-set of the record's prefix, under the key's lock."""
         path = self._path(key)
 
-        def replace() -> bool:
-            with self._locked(key):
+        def replace(deadline: float) -> bool:
+            with self._locked(key, deadline):
                 current = self._read_live(path)
                 if current is None or not current.startswith(expected):
                     return False
-                self._write(path, data + current[len(expected) :], ttl)
+                self._write(path, data + current[len(expected) :], ttl, deadline)
                 return True
 
         return await self._run(replace)
 
     async def touch(self, key: StoreKey, ttl: int) -> None:
-        """Move the expiry (the file's mtime) without rewriting the data."""
+        """Rewrite only the header's expiry, in place; the data is not copied.
+
+        Not fsynced: a crash can only lose the extension, never the record.
+        """
         path = self._path(key)
 
-        def touch() -> None:
-            with self._locked(key):
-                if self._read_live(path) is None:
+        def touch(deadline: float) -> None:
+            with self._locked(key, deadline):
+                try:
+                    fd = os.open(path, os.O_RDWR | _OPEN_RECORD)
+                except FileNotFoundError:
                     return
-                expires = time.time() + ttl
-                os.utime(path, (expires, expires))
+                try:
+                    now = _now_ms()
+                    if _expiry(os.pread(fd, _HEADER.size, 0)) <= now:
+                        return  # expired records stay dead
+                    expires = now + ttl * 1000
+                    os.pwrite(fd, _EXPIRY.pack(expires), _EXPIRY_OFFSET)
+                    with contextlib.suppress(OSError):
+                        os.utime(fd, ns=(expires * 1_000_000, expires * 1_000_000))
+                finally:
+                    os.close(fd)
 
         await self._run(touch)
 
     async def delete(self, key: StoreKey) -> None:
-        """Remove the record, if any."""
+        """Remove the record, if any (under the key's lock, so no write undoes it)."""
         path = self._path(key)
 
-        def delete() -> None:
-            with self._locked(key), contextlib.suppress(FileNotFoundError):
+        def delete(deadline: float) -> None:
+            with self._locked(key, deadline), contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
         await self._run(delete)
 
     async def clear_expired(self) -> int:
-        """Delete expired records (and temporary files a crash left behind)."""
+        """Delete expired records, and temporary files a crash left behind.
 
-        def clear() -> int:
-            removed = 0
-            now = time.time()
+        Returns the number of records deleted. Not bounded by ``timeout`` as a
+        whole (it scans the directory), only each lock wait is.
+        """
+
+        def clear(_: float) -> int:
+            now_ns = time.time_ns()
+            stale_tmp_ns = now_ns - _STALE_TMP_SECONDS * 1_000_000_000
+            suspects: list[str] = []
             with os.scandir(self.directory) as entries:
-                names = [
-                    (entry.name, entry.stat().st_mtime) for entry in entries if entry.is_file()
-                ]
-            for name, mtime in names:
-                if name.startswith(_TMP_PREFIX):
-                    if mtime < now - _STALE_TMP_SECONDS:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(self.directory / name)
-                    continue
-                if not _KEY.match(name) or mtime > now:
-                    continue
-                with self._locked(name):
-                    path = self.directory / name
+                for entry in entries:
                     try:
-                        if os.stat(path).st_mtime <= time.time():
-                            os.unlink(path)
-                            removed += 1
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
                     except FileNotFoundError:
-                        pass
+                        continue
+                    if entry.name.startswith(_TMP_PREFIX):
+                        if mtime_ns < stale_tmp_ns:
+                            with contextlib.suppress(FileNotFoundError):
+                                os.unlink(entry.path)
+                    elif _KEY.match(entry.name) and mtime_ns <= now_ns:
+                        # A future mtime is the expiry hint of a live record: skip it.
+                        suspects.append(entry.name)
+            removed = 0
+            for name in suspects:
+                path = self.directory / name
+                loaded = self._load(path, _HEADER.size)
+                if loaded is None or loaded[0] > _now_ms():
+                    continue
+                with self._locked(name, time.monotonic() + self.timeout):
+                    loaded = self._load(path, _HEADER.size)  # again, under the lock
+                    if loaded is not None and loaded[0] <= _now_ms():
+                        os.unlink(path)
+                        removed += 1
             return removed
 
-        return await self._run(clear)
+        return await self._run(clear, bounded=False)

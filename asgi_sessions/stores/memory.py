@@ -7,7 +7,11 @@ new sessions cannot exhaust memory.
 
 Every method completes without awaiting anything, so on one event loop each
 is atomic: create-only, update-only, append and compare-and-set need no lock.
-Uses no asyncio or trio API, so it runs under both.
+Uses no asyncio or trio API, so it runs under both. Expiry uses the monotonic
+clock, so a change of the wall clock neither ends nor prolongs sessions.
+
+It knows keys, bytes and deadlines; never a session id, a cookie or what the
+bytes mean.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ __all__ = ["MemoryStore"]
 
 
 class MemoryStore(SessionStore):
-    """An in-process, bounded, expiring session store (LRU eviction)."""
+    """An in-process, bounded, expiring session store (LRU eviction).
+
+    ``max_entries`` bounds the number of records: creating one more evicts
+    the least recently read or written, live or not. Expired records are
+    dropped when next touched by a read or write, or by :meth:`clear_expired`.
+    """
 
     def __init__(self, max_entries: int = 100_000) -> None:
         if max_entries < 1:
@@ -106,5 +115,5 @@ class MemoryStore(SessionStore):
         return len(dead)
 
     async def close(self) -> None:
-        """Drop every record."""
+        """Drop every record (nothing outlives the process anyway); safe to repeat."""
         self._entries.clear()

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 import stat
+import struct
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
+from asgi_sessions.errors import SessionStoreUnavailable
 from asgi_sessions.stores import FileStore
 from asgi_sessions.testing import StoreConformance, new_key
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TestFileStoreConformance(StoreConformance):
@@ -32,75 +39,254 @@ class TestFileStoreConformance(StoreConformance):
 pytestmark = pytest.mark.anyio
 
 
+def _header(expires: float) -> bytes:
+    return b"ASF1" + struct.pack(">Q", int(expires * 1000))
+
+
+def _set_mtime(path: Path, when: float) -> None:
+    os.utime(path, (when, when))
+
+
 async def test_permissions(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "sessions")
     key = new_key()
     await store.create(key, b"secret", 60)
+    await store.update(key, b"secret 2", 60)
     assert stat.S_IMODE(os.stat(tmp_path / "sessions").st_mode) == 0o700
     assert stat.S_IMODE(os.stat(tmp_path / "sessions" / key).st_mode) == 0o600
+    for lock in (tmp_path / "sessions" / ".locks").iterdir():
+        assert stat.S_IMODE(os.stat(lock).st_mode) == 0o600
 
 
 @pytest.mark.parametrize(
     "key",
-    ["../../etc/passwd", "/etc/passwd", "a" * 63, "A" * 64, "g" * 64, "a" * 64 + "/", "", "a" * 65],
+    [
+        "../../etc/passwd",
+        "/etc/passwd",
+        "../" + "a" * 61,
+        "a" * 63,
+        "A" * 64,
+        "g" * 64,
+        "a" * 63 + "\n",
+        "a" * 64 + "/",
+        "a" * 64 + "\x00",
+        "",
+        "a" * 65,
+        "٣" * 64,  # a non-ASCII digit
+    ],
 )
 async def test_keys_that_could_escape_are_refused(tmp_path: Path, key: str) -> None:
     store = FileStore(tmp_path / "sessions")
-    with pytest.raises(ValueError, match="64 lowercase hex"):
-        await store.create(key, b"x", 60)
-    with pytest.raises(ValueError, match="64 lowercase hex"):
-        await store.read(key)
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: store.read(key),
+        lambda: store.create(key, b"x", 60),
+        lambda: store.update(key, b"x", 60),
+        lambda: store.append(key, b"x", 60),
+        lambda: store.replace(key, b"", b"x", 60),
+        lambda: store.touch(key, 60),
+        lambda: store.delete(key),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError, match="64 lowercase hex"):
+            await call()
+    assert not (tmp_path / "sessions").exists() or os.listdir(tmp_path / "sessions") == []
+
+
+async def test_record_layout_header_then_data(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    key = new_key()
+    before = time.time()
+    await store.create(key, b"\x00data", 60)
+    raw = (tmp_path / "s" / key).read_bytes()
+    assert raw[:4] == b"ASF1"
+    expires = struct.unpack(">Q", raw[4:12])[0] / 1000
+    assert before + 59 < expires < time.time() + 61
+    assert raw[12:] == b"\x00data"
+    # The mtime mirrors the expiry, as a hint for clear_expired.
+    assert abs(os.stat(tmp_path / "s" / key).st_mtime - expires) < 0.01
+
+
+async def test_the_header_decides_not_the_mtime(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    expired, live = new_key(), new_key()
+    (tmp_path / "s").mkdir(mode=0o700)
+    (tmp_path / "s" / expired).write_bytes(_header(time.time() - 5) + b"old")
+    _set_mtime(tmp_path / "s" / expired, time.time() + 3600)  # a lying hint
+    (tmp_path / "s" / live).write_bytes(_header(time.time() + 3600) + b"live")
+    _set_mtime(tmp_path / "s" / live, time.time() - 3600)  # e.g. copied without -p
+    assert await store.read(expired) is None
+    assert await store.read(live) == b"live"
+    assert await store.clear_expired() == 0  # the lying hint only delays the cleanup
+    assert await store.read(live) == b"live"
+    assert await store.create(expired, b"new", 60) is True
+
+
+async def test_foreign_or_truncated_files_are_not_records(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    short, foreign = new_key(), new_key()
+    (tmp_path / "s").mkdir(mode=0o700)
+    (tmp_path / "s" / short).write_bytes(b"ASF1\x00")
+    (tmp_path / "s" / foreign).write_bytes(b"XXXX" + b"\xff" * 8 + b"data")
+    for key in (short, foreign):
+        assert await store.read(key) is None
+        assert await store.update(key, b"x", 60) is False
+    assert await store.clear_expired() == 2
+    assert sorted(os.listdir(tmp_path / "s")) == [".locks"]
 
 
 async def test_survives_a_new_instance(tmp_path: Path) -> None:
-    key = new_key()
-    await FileStore(tmp_path / "s").create(key, b"kept", 60)
-    assert await FileStore(tmp_path / "s").read(key) == b"kept"
+    key, touched = new_key(), new_key()
+    first = FileStore(tmp_path / "s")
+    await first.create(key, b"kept", 60)
+    await first.create(touched, b"t", 60)
+    await first.touch(touched, 3600)
+    await first.close()
+    second = FileStore(tmp_path / "s")
+    assert await second.read(key) == b"kept"
+    assert await second.append(key, b"+", 60) is True
+    assert await second.read(key) == b"kept+"
+    assert await second.create(key, b"again", 60) is False
+    raw = (tmp_path / "s" / touched).read_bytes()
+    assert struct.unpack(">Q", raw[4:12])[0] / 1000 > time.time() + 3000
 
 
-async def test_touch_does_not_rewrite_the_file(tmp_path: Path) -> None:
+async def test_touch_rewrites_only_the_header(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "s")
     key = new_key()
     await store.create(key, b"data", 5)
-    inode = os.stat(tmp_path / "s" / key).st_ino
+    path = tmp_path / "s" / key
+    inode = os.stat(path).st_ino
     await store.touch(key, 3600)
-    after = os.stat(tmp_path / "s" / key)
-    assert after.st_ino == inode
+    after = os.stat(path)
+    assert after.st_ino == inode  # not a new file: no copy of the data
     assert after.st_mtime > time.time() + 3000
+    raw = path.read_bytes()
+    assert raw[12:] == b"data"
+    assert struct.unpack(">Q", raw[4:12])[0] / 1000 > time.time() + 3000
 
 
 async def test_stale_temp_files_are_ignored_and_cleaned(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "s")
     key = new_key()
     await store.create(key, b"live", 60)
-    leftover = tmp_path / "s" / ".tmp-crashed"
-    leftover.write_bytes(b"half a record")
-    old = time.time() - 7200
-    os.utime(leftover, (old, old))
+    crashed = tmp_path / "s" / ".tmp-crashed"
+    crashed.write_bytes(_header(time.time() + 60) + b"half a rec")
+    _set_mtime(crashed, time.time() - 7200)
+    in_flight = tmp_path / "s" / ".tmp-writing"  # a write in progress right now
+    in_flight.write_bytes(b"")
     assert await store.read(key) == b"live"
     assert await store.clear_expired() == 0
-    assert not leftover.exists()
+    assert not crashed.exists()
+    assert in_flight.exists()
     assert await store.read(key) == b"live"
 
 
-def test_create_is_exclusive_across_processes(tmp_path: Path) -> None:
-    """Eight processes race to create one key: exactly one wins."""
-    directory = tmp_path / "shared"
+async def test_clear_expired_skips_live_records_and_counts_dead_ones(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    live = [new_key() for _ in range(5)]
+    dead = [new_key() for _ in range(7)]
+    for key in live:
+        await store.create(key, b"live", 600)
+    (tmp_path / "s" / "not-a-key.txt").write_bytes(b"left alone")
+    for key in dead:
+        (tmp_path / "s" / key).write_bytes(_header(time.time() - 1) + b"dead")
+    assert await store.clear_expired() == 7
+    assert await store.clear_expired() == 0
+    assert sorted(os.listdir(tmp_path / "s")) == sorted([".locks", "not-a-key.txt", *live])
+
+
+async def test_a_removed_directory_is_recreated(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
     key = new_key()
-    script = textwrap.dedent(
-        f"""
-        import anyio, sys
-        from asgi_sessions.stores import FileStore
-        async def main():
-            won = await FileStore({str(directory)!r}).create({key!r}, sys.argv[1].encode(), 60)
-            print("won" if won else "lost")
-        anyio.run(main)
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    await store.create(key, b"x", 60)
+    shutil.rmtree(tmp_path / "s")
+    assert await store.read(key) is None
+    assert await store.create(key, b"y", 60) is True
+    assert await store.read(key) == b"y"
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+
+
+async def test_symlinks_are_not_followed(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s")
+    key = new_key()
+    target = tmp_path / "elsewhere"
+    target.write_bytes(_header(time.time() + 60) + b"planted")
+    (tmp_path / "s").mkdir(mode=0o700)
+    (tmp_path / "s" / key).symlink_to(target)
+    with pytest.raises(SessionStoreUnavailable) as caught:
+        await store.read(key)
+    assert key not in str(caught.value)
+    with pytest.raises(SessionStoreUnavailable):
+        await store.update(key, b"overwrite", 60)
+    assert target.read_bytes().endswith(b"planted")
+
+
+async def test_a_lock_held_elsewhere_times_out_as_unavailable(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s", timeout=0.3)
+    key = new_key()
+    await store.create(key, b"before", 60)
+    # Another process's flock, as far as the store can tell (a separate open file).
+    fd = os.open(tmp_path / "s" / ".locks" / f"{key[:2]}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with pytest.raises(SessionStoreUnavailable, match="did not answer") as caught:
+            await store.update(key, b"after", 60)
+        assert time.monotonic() - started < 2
+        assert key not in str(caught.value)
+        assert await store.read(key) == b"before"  # reads take no lock
+    finally:
+        os.close(fd)
+    assert await store.update(key, b"after", 60) is True
+    assert await store.read(key) == b"after"
+
+
+def test_bad_timeout_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        FileStore(tmp_path, timeout=0)
+
+
+async def test_without_fsync(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "s", fsync=False)
+    key = new_key()
+    assert await store.create(key, b"x", 60)
+    assert await store.append(key, b"y", 60)
+    assert await store.read(key) == b"xy"
+
+
+_RACE = textwrap.dedent(
+    """
+    import sys, anyio
+    from asgi_sessions.stores import FileStore
+
+    async def main(directory, key, index):
+        store = FileStore(directory)
+        won = await store.create(key, b"", 60)
+        async with anyio.create_task_group() as group:
+            for n in range(10):
+                group.start_soon(store.append, key, b"<%d.%d>" % (index, n), 60)
+        print("won" if won else "lost")
+
+    anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    """
+)
+
+
+def test_create_and_append_are_atomic_across_processes(tmp_path: Path) -> None:
+    """Six processes race to create one key, then each appends 10 frames: one wins, none lost."""
+    directory, key = str(tmp_path / "shared"), new_key()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
-        subprocess.Popen([sys.executable, "-c", script, str(i)], stdout=subprocess.PIPE, env=env)
-        for i in range(8)
+        subprocess.Popen(
+            [sys.executable, "-c", _RACE, directory, key, str(index)],
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        for index in range(6)
     ]
     outputs = [p.communicate(timeout=60)[0].decode().strip() for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6
     assert outputs.count("won") == 1, outputs
+    stored = anyio.run(FileStore(directory).read, key) or b""
+    frames = sorted(stored.decode().replace("><", ">\n<").split())
+    assert frames == sorted(f"<{i}.{n}>" for i in range(6) for n in range(10))
