@@ -23,6 +23,7 @@ import anyio
 from ._record import COOKIE_HEAD, unpack_expiry
 from .serializers import JSONSerializer
 from .stores import EncryptedCookieStore, SignedCookieStore, store_from_url
+from .stores.cookie import CookieRefused
 
 __all__ = ["main"]
 
@@ -58,13 +59,15 @@ def _inspect(args: argparse.Namespace) -> int:
         return 2
     store_class = SignedCookieStore if args.signed else EncryptedCookieStore
     store = store_class(secrets_)
-    opened = store.open(args.cookie.strip(), args.name, None)
-    if opened is None:
+    try:
+        opened = store.open(args.cookie.strip(), args.name, None)
+    except CookieRefused as refused:
         print(
-            "the cookie does not verify with these secrets under this cookie name",
+            f"the cookie is refused ({refused.reason}) with these secrets under this cookie name",
             file=sys.stderr,
         )
         return 1
+    assert opened is not None  # the built-in stores raise instead
     payload, stale, _ = opened
     created, issued, expires, kind, value = COOKIE_HEAD.unpack_from(payload)
     report = {

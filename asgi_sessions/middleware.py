@@ -29,6 +29,7 @@ from .errors import (
     SessionInterrupted,
     SessionStoreUnavailable,
 )
+from .events import EventHook
 from .serializers import JSONSerializer, Serializer
 from .session import _LOADED, CookieUpdate, Session, SessionBackend
 from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_url
@@ -73,6 +74,11 @@ class SessionMiddleware:
     ``True`` loads the session before the app runs when the request carries a
     session cookie, a sequence of path prefixes limits that to those paths,
     ``False`` leaves loading to ``await session.load()``.
+
+    ``on_event`` is called with a :class:`~asgi_sessions.events.SessionEvent`
+    whenever a session is created, cycled, flushed, found expired or
+    rejected: the hook for metrics. The same events are logged on the
+    ``asgi_sessions`` logger (see :mod:`asgi_sessions.events`).
     """
 
     def __init__(
@@ -94,6 +100,7 @@ class SessionMiddleware:
         save_every_request: bool = False,
         autoload: bool | Sequence[str] = True,
         serializer: Serializer | None = None,
+        on_event: EventHook | None = None,
     ) -> None:
         self.app = app
         if store is None:
@@ -139,6 +146,7 @@ class SessionMiddleware:
             save_every_request=save_every_request,
             serializer=serializer or JSONSerializer(),
             read_token=self.cookie.read_value,
+            on_event=on_event,
         )
         self._server = server_store is not None
         self._always_save = save_every_request

@@ -40,9 +40,12 @@ from .errors import (
     SessionNotLoaded,
     SessionStoreUnavailable,
 )
+from .events import LEVELS as _EVENT_LEVELS
+from .events import EventHook, EventName, SessionEvent, emit, id_hash
+from .events import logger as _event_logger
 from .serializers import JSONSerializer, Serializer
 from .stores.base import SessionStore
-from .stores.cookie import CookieStore
+from .stores.cookie import CookieRefused, CookieStore
 
 __all__ = ["CookieUpdate", "Session", "SessionBackend"]
 
@@ -117,6 +120,8 @@ class SessionBackend:
     """Extracts the cookie value from the request's opaque ``source`` (the
     middleware passes the ASGI headers and a cookie reader). Called only when
     the session is first used, so untouched sessions never parse a cookie."""
+    on_event: EventHook | None = None
+    """Receives every :class:`~asgi_sessions.events.SessionEvent` (metrics)."""
 
 
 _PLAIN: Final = SessionBackend(cookie_store=None)
@@ -189,9 +194,18 @@ class Session(dict[str, Any]):
         if token is None:
             return None
         if not is_session_id(token):
-            logger.debug("session cookie refused: not a well-formed session id")
+            self._event("rejected", reason="not a well-formed session id")
             return None
         return token
+
+    def _event(
+        self, name: EventName, session_id: str | None = None, reason: str | None = None
+    ) -> None:
+        """Report a lifecycle event (see :mod:`asgi_sessions.events`); cheap when nobody listens."""
+        hook = self._backend.on_event
+        if hook is None and not _event_logger.isEnabledFor(_EVENT_LEVELS[name]):
+            return
+        emit(hook, SessionEvent(name, None if session_id is None else id_hash(session_id), reason))
 
     # -- loading ---------------------------------------------------------------
 
@@ -235,15 +249,16 @@ class Session(dict[str, Any]):
         if mark:
             self.accessed = True
         if blob is None:
-            logger.debug("session id not in the store; a new id will be issued")
+            # Expired by the store's TTL, deleted, or never issued by us.
+            self._event("rejected", session_id, "unknown id")
             return
         try:
             record = decode_frames(self._backend.serializer, blob)
         except (ValueError, TypeError):
-            logger.debug("stored session record is malformed; starting a new session")
+            self._event("rejected", session_id, "malformed record")
             return
         if self._expired(record, _now()):
-            logger.debug("stored session has expired; starting a new session")
+            self._event("expired", session_id, "record")
             self._old_key = session_id
             return
         self._key = session_id
@@ -260,9 +275,14 @@ class Session(dict[str, Any]):
         token = self._take_token()
         if token is None:
             return
-        opened = cookie_store.open(token, backend.cookie_name, backend.max_age)
+        try:
+            opened = cookie_store.open(token, backend.cookie_name, backend.max_age)
+        except CookieRefused as refused:
+            self._event("rejected", reason=refused.reason)
+            return
         if opened is None:
-            return  # the store logged why at debug level
+            self._event("rejected", reason="it does not verify")
+            return
         now = int(_time())
         payload, reissue, legacy = opened
         if legacy is not None:
@@ -278,7 +298,7 @@ class Session(dict[str, Any]):
             except (ValueError, TypeError, struct.error):
                 data = None
             if type(data) is not dict:
-                logger.debug("session cookie refused: payload is malformed")
+                self._event("rejected", reason="malformed payload")
                 return
         if not expires:  # written before expiry was always sealed: cap it anyway
             expires = issued + DEFAULT_SERVER_AGE
@@ -290,7 +310,7 @@ class Session(dict[str, Any]):
             or (backend.idle_timeout is not None and now - issued > backend.idle_timeout)
             or (backend.absolute_timeout is not None and now - created >= backend.absolute_timeout)
         ):
-            logger.debug("session cookie refused: expired")
+            self._event("expired", reason="cookie")
             return
         dict.update(self, data)
         self._created = created
@@ -818,6 +838,9 @@ class Session(dict[str, Any]):
         if not dict.__len__(self):
             if (self.modified or self._reissue) and self._take_token() is not None:
                 self.modified = False
+                if self._flushed:
+                    self._flushed = False
+                    self._event("flushed")
                 return _DELETE
             return None
         if not (
@@ -839,11 +862,23 @@ class Session(dict[str, Any]):
             expiry=self._expiry,
         )
         token = cookie_store.seal(payload, backend.cookie_name)
+        if self._flushed or self._cycle or self._created is None:
+            self._cookie_events()
         self._created = created
         self._issued = now
         self._reissue = False
         self.modified = False
         return CookieUpdate(token, cookie_age)
+
+    def _cookie_events(self) -> None:
+        """The events of a cookie session being written (off the hot path)."""
+        if self._flushed and self._token is not None:
+            self._event("flushed")
+        if self._created is None:
+            self._event("created")
+        elif self._cycle:
+            self._event("cycled")
+        self._flushed = self._cycle = False
 
     async def _commit_server(self, can_set_cookie: bool) -> CookieUpdate | None:
         backend = self._backend
@@ -859,6 +894,8 @@ class Session(dict[str, Any]):
         update: CookieUpdate | None = None
         if old_key is not None and old_key != self._key:
             await store.delete(store_key(old_key))
+            if self._flushed:
+                self._event("flushed", old_key)
             if not dict.__len__(self) and self._take_token() is not None:
                 update = _DELETE
         key = self._key
@@ -873,6 +910,7 @@ class Session(dict[str, Any]):
             update = await self._create(store, now, can_set_cookie)
             if key is not None:
                 await store.delete(store_key(key))
+            self._event("created" if key is None else "cycled", update.value)
         elif self.modified or backend.save_every_request:
             await self._write(store, key, now)
             _, cookie_age = self._plan_expiry(now, self._created or now)

@@ -26,6 +26,7 @@ from asgi_sessions import crypto
 from asgi_sessions._record import COOKIE_HEAD
 from asgi_sessions.crypto import KeyRing, b64decode, b64encode
 from asgi_sessions.stores import EncryptedCookieStore, SignedCookieStore
+from asgi_sessions.stores.cookie import CookieRefused
 from tests.apps import OTHER_SECRET, SECRET, session_app, set_cookies
 
 SESSION = {"user": "alice-the-admin", "cart": ["sku-98765", "sku-43210"], "visits": 42}
@@ -188,7 +189,8 @@ def test_version_byte_is_checked() -> None:
     raw = b64decode(_issue())
     assert raw is not None
     forged = b64encode(b"\x02" + raw[1:])
-    assert EncryptedCookieStore(SECRET).open(forged, "session", None) is None
+    with pytest.raises(CookieRefused, match="does not verify"):
+        EncryptedCookieStore(SECRET).open(forged, "session", None)
 
 
 # -- base64url -----------------------------------------------------------------------

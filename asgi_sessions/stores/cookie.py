@@ -28,7 +28,13 @@ from typing import Any, TypeAlias
 from ..crypto import MIN_SECRET_BYTES, KeyRing, SecretKey, b64decode, b64encode
 from ..errors import ImproperlyConfigured
 
-__all__ = ["CookieStore", "EncryptedCookieStore", "OpenedCookie", "SignedCookieStore"]
+__all__ = [
+    "CookieRefused",
+    "CookieStore",
+    "EncryptedCookieStore",
+    "OpenedCookie",
+    "SignedCookieStore",
+]
 
 logger = logging.getLogger("asgi_sessions")
 
@@ -47,6 +53,19 @@ and ``legacy_data`` holds the data of a migrated Starlette cookie (then
 """
 
 
+class CookieRefused(Exception):
+    """Raised by :meth:`CookieStore.open` for a cookie it refuses, saying why.
+
+    Not an error: the session simply starts empty, and the reason goes into
+    the ``rejected`` event (see :mod:`asgi_sessions.events`). Returning
+    ``None`` from ``open`` is also accepted (reason ``"does not verify"``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class CookieStore:
     """Base class of client-side stores.
 
@@ -63,7 +82,7 @@ class CookieStore:
         raise NotImplementedError
 
     def open(self, token: str, name: str, max_age: int | None) -> OpenedCookie | None:
-        """Verify a cookie value; ``None`` when it does not verify.
+        """Verify a cookie value; raise :class:`CookieRefused` (or return ``None``) if it fails.
 
         ``max_age`` is only for legacy formats that carry their own timestamp.
         """
@@ -131,8 +150,7 @@ class EncryptedCookieStore(CookieStore):
     def open(self, token: str, name: str, max_age: int | None) -> OpenedCookie | None:
         """Decrypt a token made by :meth:`seal` (or a legacy Starlette cookie)."""
         if len(token) > MAX_TOKEN_CHARS:
-            logger.debug("session cookie refused: longer than any cookie we issue")
-            return None
+            raise CookieRefused("longer than any cookie we issue")
         raw = b64decode(token)
         if raw is not None:
             opened = self.keys.open(raw, name.encode("utf-8"))
@@ -140,8 +158,7 @@ class EncryptedCookieStore(CookieStore):
                 return (*opened, None)
         if self._legacy is not None and "." in token:
             return self._open_legacy(token, max_age)
-        logger.debug("session cookie refused: it does not verify")
-        return None
+        raise CookieRefused("it does not verify")
 
     def _open_legacy(self, token: str, max_age: int | None) -> OpenedCookie | None:
         from itsdangerous import BadSignature
@@ -161,8 +178,7 @@ class EncryptedCookieStore(CookieStore):
                 break
             logger.debug("legacy Starlette session cookie accepted; it will be re-issued")
             return (b"", True, value)
-        logger.debug("session cookie refused: it does not verify")
-        return None
+        raise CookieRefused("it does not verify")
 
 
 class SignedCookieStore(CookieStore):
@@ -191,15 +207,12 @@ class SignedCookieStore(CookieStore):
         """Verify the signature and return the payload."""
         body, dot, sig = token.partition(".")
         if not dot or len(token) > MAX_TOKEN_CHARS:
-            logger.debug("session cookie refused: malformed")
-            return None
+            raise CookieRefused("malformed")
         signature = b64decode(sig)
         payload = b64decode(body)
         if signature is None or payload is None:
-            logger.debug("session cookie refused: malformed")
-            return None
+            raise CookieRefused("malformed")
         stale = self.keys.verify(name.encode("utf-8") + b"\x00" + body.encode("ascii"), signature)
         if stale is None:
-            logger.debug("session cookie refused: bad signature")
-            return None
+            raise CookieRefused("bad signature")
         return (payload, stale, None)
