@@ -5,6 +5,13 @@ fixation: an attacker who planted that id is now logged in as the victim),
 and a logout that empties the data but leaves the server-side record or the
 cookie behind.
 
+"Log out everywhere" (:func:`logout_everywhere`, :func:`revoke_user`) ends
+every session of a user at once: after a password change, or when an
+account is compromised. It needs a server store with a user index
+(``MemoryStore``, ``RedisStore``, ``SQLStore``, and ``WriteThroughStore``
+over one of those): cookie sessions live only in browsers, so no server can
+find them, which is the main reason to choose a server store.
+
 Never knows: users, passwords or requests; it works on a
 :class:`~asgi_sessions.Session`.
 """
@@ -14,12 +21,20 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from .session import Session
+from .crypto import store_key, user_key
+from .errors import UnsupportedOperation
+from .session import USER_KEY, Session
+from .stores.base import SessionStore
 
-__all__ = ["AUTH_TIME_KEY", "USER_KEY", "login", "logout", "user_of"]
-
-USER_KEY: Final = "_auth_user_id"
-"""Where :func:`login` keeps the user id (Django's name)."""
+__all__ = [
+    "AUTH_TIME_KEY",
+    "USER_KEY",
+    "login",
+    "logout",
+    "logout_everywhere",
+    "revoke_user",
+    "user_of",
+]
 
 AUTH_TIME_KEY: Final = "_auth_time"
 """Unix time of the login: lets an app ask for re-authentication before
@@ -34,7 +49,9 @@ async def login(session: Session, user_id: str | int, **extra: Any) -> None:
     before login is worthless after it. Logging in as a different user than
     the one already logged in starts from an empty session instead, so one
     user's data never leaks into another's. ``extra`` keys are stored too.
-    The absolute timeout still counts from the session's first creation.
+    The absolute timeout still counts from the session's first creation. In
+    a store with a user index the new session is linked to ``user_id``, so
+    :func:`logout_everywhere` and :func:`revoke_user` can find it.
     """
     await session.load()
     current = session.get(USER_KEY)
@@ -54,6 +71,59 @@ async def logout(session: Session) -> None:
     Needs no load, so with a server store it costs exactly one delete.
     """
     await session.aflush()
+
+
+def _indexed(store: SessionStore | None) -> SessionStore:
+    if store is None:
+        raise UnsupportedOperation(
+            "cookie sessions cannot be ended from the server (they live only in the "
+            "browser); use a server-side store to log users out everywhere"
+        )
+    if not store.has_user_index:
+        raise UnsupportedOperation(
+            f"{type(store).__name__} keeps no index of sessions by user, so it cannot "
+            "log users out everywhere"
+        )
+    return store
+
+
+async def logout_everywhere(session: Session, *, keep_current: bool = False) -> int:
+    """End every session of the logged-in user; return how many other sessions ended.
+
+    With ``keep_current=False`` (the default) this session ends too, as with
+    :func:`logout`. With ``keep_current=True`` it stays logged in under a new
+    id ("sign out of all other devices", after a password change). Requests
+    of the ended sessions that are in flight get
+    :class:`~asgi_sessions.errors.SessionInterrupted` (400) if they try to
+    save. Raises :class:`~asgi_sessions.errors.UnsupportedOperation` for
+    cookie sessions and stores without a user index, even when nobody is
+    logged in, so a misconfiguration shows up at once. Costs one load and
+    two round trips to the store (Redis; one transaction in SQL).
+    """
+    store = _indexed(session.store)
+    await session.load()
+    user = session.get(USER_KEY)
+    current = session.session_key
+    ended = 0
+    if user is not None:
+        deleted = await store.delete_user(user_key(user))
+        this = None if current is None else store_key(current)
+        ended = sum(1 for key in deleted if key != this)
+    if keep_current and user is not None:
+        session.cycle_key()  # its record is gone: the commit stores it anew, linked
+    else:
+        session.flush()
+    return ended
+
+
+async def revoke_user(store: SessionStore, user_id: str | int) -> int:
+    """End every session of ``user_id`` from outside a request (an admin action).
+
+    Returns how many live sessions were deleted. ``store`` is a store with a
+    user index over the same backend the middleware uses (for a URL,
+    :func:`~asgi_sessions.stores.store_from_url` builds one).
+    """
+    return len(await _indexed(store).delete_user(user_key(user_id)))
 
 
 async def user_of(session: Session) -> Any:

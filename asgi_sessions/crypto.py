@@ -251,3 +251,12 @@ def store_key(session_id: str) -> str:
     256-bit random ids no secret is needed, so the mapping survives rotation.
     """
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+def user_key(user_id: object) -> str:
+    """The key a store's user index sees for ``user_id``: SHA-256 of its text, hex.
+
+    Ids are compared as text (``5`` and ``"5"`` are one user), and a store
+    never holds a user's id verbatim next to their sessions.
+    """
+    return hashlib.sha256(str(user_id).encode("utf-8")).hexdigest()

@@ -14,6 +14,7 @@ __all__ = [
     "SessionNotLoaded",
     "SessionStoreUnavailable",
     "SessionTooLarge",
+    "UnsupportedOperation",
 ]
 
 
@@ -88,4 +89,13 @@ class SessionInterrupted(SessionError):
     Typically a logout in another tab. Saving would resurrect the session, so the
     change is dropped instead; the middleware answers 400 Bad Request (Django's
     rule) unless the application handles this exception itself.
+    """
+
+
+class UnsupportedOperation(SessionError, NotImplementedError):
+    """The store cannot do what was asked: it lacks an optional capability.
+
+    Raised, for example, by "log out everywhere" on a cookie store (sessions
+    that live only in browsers cannot be found, let alone ended, from the
+    server) or on a server store that keeps no index of sessions by user.
     """

@@ -33,7 +33,7 @@ from ._record import (
     pack_cookie,
     unpack_expiry,
 )
-from .crypto import is_session_id, new_session_id, store_key
+from .crypto import is_session_id, new_session_id, store_key, user_key
 from .errors import (
     SessionError,
     SessionInterrupted,
@@ -58,6 +58,11 @@ _LOADED: Final = 0
 _COOKIE_PENDING: Final = 1  # a cookie value to open, synchronously, on first touch
 _STORE_PENDING: Final = 2  # a session id to read from a server store: needs `await load()`
 _FAILED: Final = 3  # the store could not be read: every access raises
+
+USER_KEY: Final = "_auth_user_id"
+"""Where the logged-in user's id is kept (Django's name). A server session
+holding it is linked to its user in stores with a user index, so "log out
+everywhere" can find it (see :mod:`asgi_sessions.auth`)."""
 
 TEST_COOKIE_NAME: Final = "testcookie"
 TEST_COOKIE_VALUE: Final = "worked"
@@ -601,6 +606,11 @@ class Session(dict[str, Any]):
     # -- Django's session API --------------------------------------------------
 
     @property
+    def store(self) -> SessionStore | None:
+        """The server-side store behind this session; ``None`` for cookie sessions."""
+        return self._backend.store
+
+    @property
     def session_key(self) -> str | None:
         """The session id (server stores), or ``None`` for cookie stores and new sessions.
 
@@ -948,6 +958,12 @@ class Session(dict[str, Any]):
                     break
             else:  # pragma: no cover - needs 4 collisions of 256-bit ids
                 raise SessionError("could not create a unique session id")
+            user = dict.get(self, USER_KEY)
+            if user is not None and store.has_user_index:
+                # After the create: a link always points at a record that
+                # existed. If it fails the request fails (503) and the new
+                # record, whose id nobody received, simply expires.
+                await store.link_user(user_key(user), store_key(new_id))
         else:
             new_id = new_session_id()  # expired on arrival: nothing to store
         self._key = new_id

@@ -44,6 +44,7 @@ from ._testclient import (
     read_session,
     seed_session,
 )
+from .errors import UnsupportedOperation
 from .stores.base import SessionStore, StoreKey
 
 # Test-client helpers (asgi_sessions._testclient).
@@ -445,6 +446,87 @@ class StoreConformance:
         assert await store.read(live) == b"live", "clear_expired removed a live record"
         for key in dead:
             assert await store.read(key) is None
+
+    # -- the optional user index ("log out everywhere") -------------------------
+
+    @_anyio
+    async def test_user_index_is_declared_honestly(self, store: SessionStore) -> None:
+        """Without ``has_user_index`` both methods raise ``UnsupportedOperation``."""
+        if store.has_user_index:
+            await store.link_user(new_key(), new_key())  # must not raise
+            assert await store.delete_user(new_key()) == []
+            return
+        with pytest.raises(UnsupportedOperation):
+            await store.link_user(new_key(), new_key())
+        with pytest.raises(UnsupportedOperation):
+            await store.delete_user(new_key())
+
+    @_anyio
+    async def test_delete_user_deletes_their_live_sessions_only(self, store: SessionStore) -> None:
+        """``delete_user`` deletes and returns the user's live records, no one else's."""
+        if not store.has_user_index:
+            pytest.skip("this store keeps no user index")
+        user, other = new_key(), new_key()
+        mine, theirs = [new_key(), new_key(), new_key()], new_key()
+        for key in mine:
+            await store.create(key, b"mine", 60)
+            await store.link_user(user, key)
+        await store.create(theirs, b"theirs", 60)
+        await store.link_user(other, theirs)
+        await store.link_user(user, mine[0])  # linking twice is harmless
+        deleted = await store.delete_user(user)
+        assert sorted(deleted) == sorted(mine), "delete_user returned the wrong keys"
+        for key in mine:
+            assert await store.read(key) is None, "a session of the user survived"
+        assert await store.read(theirs) == b"theirs", "another user's session was deleted"
+        assert await store.delete_user(user) == [], "the links outlived delete_user"
+        assert await store.delete_user(other) == [theirs]
+
+    @_anyio
+    async def test_delete_user_skips_links_to_gone_records(self, store: SessionStore) -> None:
+        """Links to deleted or expired records are neither errors nor counted."""
+        if not store.has_user_index:
+            pytest.skip("this store keeps no user index")
+        user = new_key()
+        deleted, expired, live = new_key(), new_key(), new_key()
+        await store.create(deleted, b"x", 60)
+        await store.create(expired, b"x", 1)
+        await store.create(live, b"x", 60)
+        for key in (deleted, expired, live):
+            await store.link_user(user, key)
+        await store.delete(deleted)
+        await anyio.sleep(1.1)
+        assert await store.delete_user(user) == [live]
+
+    @_anyio
+    async def test_user_index_with_many_sessions(self, store: SessionStore) -> None:
+        """40 logins, 30 of them since logged out: the 10 live ones are all found."""
+        if not store.has_user_index:
+            pytest.skip("this store keeps no user index")
+        user = new_key()
+        keys = [new_key() for _ in range(40)]
+        for index, key in enumerate(keys):
+            await store.create(key, b"x", 60)
+            await store.link_user(user, key)
+            if index % 4:  # 30 of 40 end, interleaved with later logins
+                await store.delete(key)
+        live = [key for index, key in enumerate(keys) if not index % 4]
+        assert sorted(await store.delete_user(user)) == sorted(live)
+
+    @_anyio
+    async def test_clear_expired_keeps_links_of_live_sessions(self, store: SessionStore) -> None:
+        """``clear_expired`` may prune links, never those of live records."""
+        if not store.has_user_index:
+            pytest.skip("this store keeps no user index")
+        user = new_key()
+        live, gone = new_key(), new_key()
+        await store.create(live, b"x", 60)
+        await store.create(gone, b"x", 60)
+        await store.link_user(user, live)
+        await store.link_user(user, gone)
+        await store.delete(gone)
+        await store.clear_expired()
+        assert await store.delete_user(user) == [live]
 
     # -- values ----------------------------------------------------------------
 

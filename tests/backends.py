@@ -85,6 +85,7 @@ async def _drop_table(url: str, table: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.begin() as connection:
+            await connection.execute(text(f"DROP TABLE IF EXISTS {table}_users"))
             await connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
     finally:
         await engine.dispose()

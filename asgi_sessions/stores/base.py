@@ -59,13 +59,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TypeAlias
 
-__all__ = ["SessionStore", "StoreKey"]
+from ..errors import UnsupportedOperation
+
+__all__ = ["SessionStore", "StoreKey", "UserKey"]
 
 StoreKey: TypeAlias = str
 """A session's key in a store: 64 lowercase hex digits, the SHA-256 of its id.
 
 Safe to use verbatim as a file name, a Redis key suffix or a primary key.
 """
+
+UserKey: TypeAlias = str
+"""A user in a store's user index: 64 lowercase hex digits, the SHA-256 of the
+user id's text (see :func:`asgi_sessions.auth.user_key`)."""
 
 
 class SessionStore(ABC):
@@ -80,7 +86,17 @@ class SessionStore(ABC):
     Methods raise :class:`~asgi_sessions.errors.SessionStoreUnavailable` when
     the backend cannot be reached or does not answer in time; any other
     exception is treated as a bug and propagates.
+
+    **Optional capability: a user index.** A store that sets
+    ``has_user_index = True`` implements :meth:`link_user` and
+    :meth:`delete_user`, which is what "log out everywhere"
+    (:func:`asgi_sessions.auth.logout_everywhere`) needs. The session links
+    every record of a logged-in session to its user right after creating
+    it (on login, and on every later change of id).
     """
+
+    has_user_index: bool = False
+    """Whether :meth:`link_user` and :meth:`delete_user` are implemented."""
 
     @abstractmethod
     async def read(self, key: StoreKey) -> bytes | None:
@@ -158,6 +174,27 @@ class SessionStore(ABC):
         """
         await self.replace(key, expected, replacement, ttl)
         return await self.append(key, data, ttl)
+
+    async def link_user(self, user: UserKey, key: StoreKey) -> None:
+        """Record that the session under ``key`` belongs to ``user``.
+
+        Called right after ``key`` was created, so a link to a missing record
+        means that record is gone for good: a store may forget such links
+        whenever convenient (on the next link, in :meth:`clear_expired`). A
+        link must live at least as long as its record; records are kept
+        alive by :meth:`touch`, which does not know the user, so links must
+        not expire by time alone.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} keeps no index of sessions by user")
+
+    async def delete_user(self, user: UserKey) -> list[StoreKey]:
+        """Delete every record linked to ``user``, and the links.
+
+        Returns the keys of the live records that were deleted (a link to a
+        missing or expired record does not count). A session created while
+        this runs may survive: it began after the call did.
+        """
+        raise UnsupportedOperation(f"{type(self).__name__} keeps no index of sessions by user")
 
     async def clear_expired(self) -> int:
         """Remove expired records and return how many were removed.

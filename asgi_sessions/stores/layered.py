@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from ..errors import SessionStoreUnavailable
-from .base import SessionStore, StoreKey
+from .base import SessionStore, StoreKey, UserKey
 
 __all__ = ["WriteThroughStore"]
 
@@ -39,6 +39,7 @@ class WriteThroughStore(SessionStore):
         self.cache = cache
         self.db = db
         self.cache_ttl = cache_ttl
+        self.has_user_index = db.has_user_index
 
     async def _cached(self, operation: Callable[[], Awaitable[_T]], default: _T) -> _T:
         try:
@@ -115,6 +116,17 @@ class WriteThroughStore(SessionStore):
         """Delete from both (the database first)."""
         await self.db.delete(key)
         await self._forget(key)
+
+    async def link_user(self, user: UserKey, key: StoreKey) -> None:
+        """Link in the database, the store's truth (the cache keeps no index)."""
+        await self.db.link_user(user, key)
+
+    async def delete_user(self, user: UserKey) -> list[StoreKey]:
+        """Delete in the database, then drop each deleted session from the cache."""
+        deleted = await self.db.delete_user(user)
+        for key in deleted:
+            await self._forget(key)
+        return deleted
 
     async def clear_expired(self) -> int:
         """Clear both; the database's count is returned."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 
-from .base import SessionStore, StoreKey
+from .base import SessionStore, StoreKey, UserKey
 
 __all__ = ["MemoryStore"]
 
@@ -30,13 +30,17 @@ class MemoryStore(SessionStore):
     ``max_entries`` bounds the number of records: creating one more evicts
     the least recently read or written, live or not. Expired records are
     dropped when next touched by a read or write, or by :meth:`clear_expired`.
+    Keeps a user index (for "log out everywhere").
     """
+
+    has_user_index = True
 
     def __init__(self, max_entries: int = 100_000) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
         self._entries: OrderedDict[StoreKey, tuple[bytes, float]] = OrderedDict()
+        self._users: dict[UserKey, set[StoreKey]] = {}
         self._clock = time.monotonic
 
     def __len__(self) -> int:
@@ -106,14 +110,39 @@ class MemoryStore(SessionStore):
         """Remove the record, if any."""
         self._entries.pop(key, None)
 
+    async def link_user(self, user: UserKey, key: StoreKey) -> None:
+        """Add ``key`` to ``user``'s set, forgetting the set's links to gone records."""
+        keys = self._users.setdefault(user, set())
+        keys.add(key)
+        keys.intersection_update(self._entries)
+        if len(self._users) > self.max_entries:
+            self._prune_users()
+
+    async def delete_user(self, user: UserKey) -> list[StoreKey]:
+        """Delete ``user``'s live records; one pass, nothing can interleave."""
+        deleted = [key for key in self._users.pop(user, ()) if self._live(key) is not None]
+        for key in deleted:
+            del self._entries[key]
+        return deleted
+
+    def _prune_users(self) -> None:
+        """Drop links to records that are gone, and users left with none."""
+        entries = self._entries
+        for user, keys in list(self._users.items()):
+            keys.intersection_update(entries)
+            if not keys:
+                del self._users[user]
+
     async def clear_expired(self) -> int:
-        """Purge expired records; returns how many."""
+        """Purge expired records (and the user links to them); returns how many."""
         now = self._clock()
         dead = [key for key, (_, expires) in self._entries.items() if expires <= now]
         for key in dead:
             del self._entries[key]
+        self._prune_users()
         return len(dead)
 
     async def close(self) -> None:
         """Drop every record (nothing outlives the process anyway); safe to repeat."""
         self._entries.clear()
+        self._users.clear()

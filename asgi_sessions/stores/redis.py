@@ -11,9 +11,15 @@ no extra round trip. Expiry is Redis's own (``EX``), so ``clear_expired``
 has nothing to do.
 
 Works with a plain client, a Sentinel-managed one and ``RedisCluster``
-(every command touches one key, so slots never get in the way). Keys are
-``prefix`` + the hashed id: ``KEYS session:*`` shows nothing usable as a
-session token.
+(every command and script touches one key, so slots never get in the way).
+Keys are ``prefix`` + the hashed id: ``KEYS session:*`` shows nothing usable
+as a session token.
+
+The user index ("log out everywhere") is one set per user,
+``prefix + "user:" + the user's hash``, holding the keys of their sessions.
+Sets have no TTL (sessions kept alive by ``touch`` must stay findable);
+links to records that are gone are dropped when the set grows past
+``_PRUNE_AT`` members and by :meth:`RedisStore.clear_expired`.
 
 This module owns the Redis commands and the mapping of Redis failures to
 :class:`~asgi_sessions.errors.SessionStoreUnavailable`. It never knows what
@@ -32,7 +38,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from ..errors import ImproperlyConfigured, SessionStoreUnavailable
-from .base import SessionStore, StoreKey
+from .base import SessionStore, StoreKey, UserKey
 
 __all__ = ["RedisClient", "RedisStore"]
 
@@ -76,6 +82,15 @@ redis.call('SET', KEYS[1], current .. ARGV[3], 'EX', ARGV[4])
 return 1
 """
 
+# KEYS[1] = the user's set; ARGV[1] = a session key. Returns the set's size.
+_LINK = """
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('SCARD', KEYS[1])
+"""
+
+_PRUNE_AT = 32
+"""A user's set is checked for links to gone records once it has this many."""
+
 # Failures of the backend, not of our commands: the store is unavailable.
 # ConnectionError covers Sentinel's MasterNotFoundError, a full connection pool
 # and a server still loading its dataset. RedisClusterException is what the
@@ -108,7 +123,7 @@ class _Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
 
-    async def __call__(self, client: RedisClient, key: str, *args: bytes | int) -> Any:
+    async def __call__(self, client: RedisClient, key: str, *args: bytes | str | int) -> Any:
         try:
             return await client.evalsha(self.sha, 1, key, *args)
         except redis_errors.NoScriptError:
@@ -158,9 +173,13 @@ class RedisStore(SessionStore):
         self._append = _Script(_APPEND)
         self._replace = _Script(_REPLACE)
         self._compact_and_append = _Script(_COMPACT_AND_APPEND)
+        self._link = _Script(_LINK)
 
     def _key(self, key: StoreKey) -> str:
         return self.prefix + key
+
+    def _user(self, user: UserKey) -> str:
+        return self.prefix + "user:" + user
 
     async def _call(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         # redis.asyncio is asyncio-only, so asyncio's own timeout (cheaper than
@@ -220,8 +239,68 @@ class RedisStore(SessionStore):
         """``DEL``."""
         await self._call(lambda: self.client.delete(self._key(key)))
 
+    has_user_index = True
+
+    async def link_user(self, user: UserKey, key: StoreKey) -> None:
+        """``SADD`` to the user's set (one script, one round trip); prunes big sets."""
+        size = await self._call(lambda: self._link(self.client, self._user(user), key))
+        if int(size) > _PRUNE_AT:
+            await self._prune(self._user(user))
+
+    async def _members(self, set_key: str) -> list[StoreKey]:
+        members = await self._call(lambda: self.client.smembers(set_key))
+        return sorted(m.decode("ascii") if isinstance(m, bytes) else str(m) for m in members)
+
+    async def _prune(self, set_key: str) -> int:
+        """Drop the set's links to records that no longer exist; returns how many."""
+        keys = await self._members(set_key)
+        if not keys:
+            return 0
+
+        async def check() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.exists(self._key(key))
+                return await pipe.execute()
+
+        exists = await self._call(check)
+        gone = [key for key, found in zip(keys, exists, strict=True) if not found]
+        if gone:
+            await self._call(lambda: self.client.srem(set_key, *gone))
+        return len(gone)
+
+    async def delete_user(self, user: UserKey) -> list[StoreKey]:
+        """``SMEMBERS``, then one pipeline of ``DEL`` per session and ``SREM``: two round trips."""
+        set_key = self._user(user)
+        keys = await self._members(set_key)
+        if not keys:
+            return []
+
+        async def delete() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.delete(self._key(key))
+                pipe.srem(set_key, *keys)
+                return await pipe.execute()
+
+        results = await self._call(delete)
+        return [key for key, deleted in zip(keys, results, strict=False) if deleted]
+
     async def clear_expired(self) -> int:
-        """Nothing to do: Redis expires keys itself."""
+        """Redis expires records itself; this only prunes the user index.
+
+        Scans the ``prefix + "user:*"`` sets and drops their links to records
+        that are gone (and so sets left empty). Returns 0: no record is removed.
+        """
+
+        async def user_sets() -> list[str]:
+            found: list[str] = []
+            async for name in self.client.scan_iter(match=self._user("*"), count=1000):
+                found.append(name.decode() if isinstance(name, bytes) else str(name))
+            return found
+
+        for set_key in await self._call(user_sets):
+            await self._prune(set_key)
         return 0
 
     async def close(self) -> None:

@@ -19,6 +19,12 @@ anything held in this process:
 - append concatenates in the database (``data || :x``, ``CONCAT`` on MySQL),
   so two racing appends both land.
 
+The user index ("log out everywhere") is a second table,
+``<table_name>_users`` (user hash, session key), created with the first.
+Links have no expiry of their own (sessions kept alive by ``touch`` must
+stay findable); :meth:`SQLStore.clear_expired` deletes links whose session
+row is gone.
+
 SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) and
 MariaDB/MySQL (asyncmy) are the server choices. SQLAlchemy's async engine
 runs on asyncio only.
@@ -39,7 +45,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..errors import SessionStoreUnavailable
-from .base import SessionStore, StoreKey
+from .base import SessionStore, StoreKey, UserKey
 
 __all__ = ["SQLStore"]
 
@@ -121,6 +127,13 @@ def _sqlite_pragmas(engine: AsyncEngine, timeout: float) -> None:
             cursor.close()
 
 
+def _hex64() -> sa.types.TypeEngine[str]:
+    """A column for 64 hex digits (ASCII, compared byte for byte on MySQL)."""
+    return sa.String(64).with_variant(
+        mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), *_MYSQL
+    )
+
+
 class SQLStore(SessionStore):
     """Sessions in one table of a SQL database (SQLAlchemy 2 async).
 
@@ -167,18 +180,19 @@ class SQLStore(SessionStore):
         self.table = sa.Table(
             table_name,
             self._metadata,
-            sa.Column(
-                "key",
-                sa.String(64).with_variant(
-                    mysql.VARCHAR(64, charset="ascii", collation="ascii_bin"), *_MYSQL
-                ),
-                primary_key=True,
-            ),
+            sa.Column("key", _hex64(), primary_key=True),
             sa.Column(
                 "data", sa.LargeBinary().with_variant(mysql.LONGBLOB(), *_MYSQL), nullable=False
             ),
             sa.Column("expires_at", sa.BigInteger(), nullable=False),
             sa.Index(f"ix_{table_name}_expires_at", "expires_at"),
+        )
+        self.users_table = sa.Table(
+            f"{table_name}_users",
+            self._metadata,
+            sa.Column("user_key", _hex64(), primary_key=True),
+            sa.Column("key", _hex64(), primary_key=True),
+            sa.Index(f"ix_{table_name}_users_key", "key"),
         )
         self._table_ready = not create_table
         self._table_lock = anyio.Lock()
@@ -373,12 +387,68 @@ class SQLStore(SessionStore):
 
         await self._run(delete)
 
+    has_user_index = True
+
+    async def link_user(self, user: UserKey, key: StoreKey) -> None:
+        """INSERT of the (user, key) row; an existing link is left as it is."""
+        stmt = sa.insert(self.users_table).values(user_key=user, key=key)
+
+        async def link() -> None:
+            try:
+                async with self._transaction() as conn:
+                    await conn.execute(stmt)
+            except exc.IntegrityError:
+                pass  # already linked
+
+        await self._run(link)
+
+    async def delete_user(self, user: UserKey) -> list[StoreKey]:
+        """One transaction: find the user's live sessions, delete them and the links."""
+        table, users = self.table, self.users_table
+        linked = sa.select(users.c.key).where(users.c.user_key == user)
+
+        async def delete() -> list[StoreKey]:
+            now = _now()
+            async with self._transaction() as conn:
+                keys = list((await conn.execute(linked)).scalars())
+                if not keys:
+                    return []
+                live_query = sa.select(table.c.key).where(
+                    table.c.key.in_(keys), table.c.expires_at > now
+                )
+                live = list((await conn.execute(live_query)).scalars())
+                await conn.execute(sa.delete(table).where(table.c.key.in_(keys)))
+                await conn.execute(
+                    sa.delete(users).where(users.c.user_key == user, users.c.key.in_(keys))
+                )
+            return sorted(live)
+
+        return await self._run(delete)
+
+    async def _clear_links(self) -> None:
+        """Delete links whose session row is gone, in batches."""
+        table, users = self.table, self.users_table
+        orphan = ~sa.exists().where(table.c.key == users.c.key)
+        if self._dialect in _MYSQL:
+            stmt = sa.delete(users).where(orphan)
+            stmt = stmt.with_dialect_options(**{f"{self._dialect}_limit": _CLEAR_BATCH})
+        else:
+            batch = sa.select(users.c.key).where(orphan).limit(_CLEAR_BATCH)
+            stmt = sa.delete(users).where(users.c.key.in_(batch))
+
+        async def clear_batch() -> int:
+            async with self._transaction() as conn:
+                return max(0, (await conn.execute(stmt)).rowcount)
+
+        while await self._run(clear_batch) >= _CLEAR_BATCH:
+            pass
+
     async def clear_expired(self) -> int:
         """Delete expired rows in batches of 5,000, one transaction each.
 
         Batches keep each transaction short, so a large purge never blocks
         live sessions for long. Each batch (not the whole purge) is bounded
-        by ``timeout``.
+        by ``timeout``. Links of the user index to deleted rows go too.
         """
         table = self.table
         now = _now()
@@ -400,7 +470,9 @@ class SQLStore(SessionStore):
             removed = await self._run(clear_batch)
             total += removed
             if removed < _CLEAR_BATCH:
-                return total
+                break
+        await self._clear_links()
+        return total
 
     async def close(self) -> None:
         """Dispose of the engine if the store created it."""

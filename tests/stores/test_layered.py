@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from asgi_sessions.stores import FileStore, MemoryStore, RedisStore, WriteThroughStore
+from asgi_sessions.stores import FileStore, MemoryStore, RedisStore, SQLStore, WriteThroughStore
 from asgi_sessions.testing import StoreConformance, new_key
 
 
@@ -38,6 +38,23 @@ class TestDeadCacheConformance(StoreConformance):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[WriteThroughStore]:
         store = WriteThroughStore(_dead_redis(), FileStore(tmp_path / "db"))
+        yield store
+        await store.close()
+
+
+class TestMemoryOverSQLiteConformance(StoreConformance):
+    """Over a database with a user index, the layered store has one too."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[WriteThroughStore]:
+        store = WriteThroughStore(
+            MemoryStore(), SQLStore(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite")
+        )
+        assert store.has_user_index
         yield store
         await store.close()
 

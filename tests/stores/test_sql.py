@@ -90,6 +90,7 @@ def _table() -> str:
 
 async def _drop(store: SQLStore) -> None:
     async with store.engine.begin() as conn:
+        await conn.run_sync(store.users_table.drop, checkfirst=True)
         await conn.run_sync(store.table.drop, checkfirst=True)
 
 
