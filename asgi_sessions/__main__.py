@@ -2,7 +2,7 @@
 
 - ``keygen`` prints a fresh 256-bit secret for ``secret_key``.
 - ``clear-expired --store URL`` removes expired sessions from a server store
-  (for cron; stores with native expiry such as Redis have nothing to do) and
+  (for cron; with Redis it only prunes the user index of "log out everywhere") and
   prints how many were removed.
 - ``inspect COOKIE --secret S`` decrypts a session cookie and prints its data
   with its creation, issue and expiry times: for debugging, with your own

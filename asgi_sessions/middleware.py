@@ -71,9 +71,10 @@ class SessionMiddleware:
     request that loads them; ``absolute_timeout`` ends them that long after
     creation however active they are. ``save_every_request`` re-saves (and
     re-sends the cookie) on every request. ``autoload`` (server stores):
-    ``True`` loads the session before the app runs when the request carries a
-    session cookie, a sequence of path prefixes limits that to those paths,
-    ``False`` leaves loading to ``await session.load()``.
+    ``True`` loads the session before the app runs (HTTP requests and
+    websockets alike) when the request carries a session cookie, a sequence
+    of path prefixes limits that to those paths, ``False`` leaves loading to
+    ``await session.load()``.
 
     ``on_event`` is called with a :class:`~asgi_sessions.events.SessionEvent`
     whenever a session is created, cycled, flushed, found expired or
@@ -186,9 +187,8 @@ class SessionMiddleware:
 
         await self.app(scope, receive, send_wrapper)
 
-    async def _http_server(
-        self, session: Session, scope: Scope, receive: Receive, send: Send
-    ) -> None:
+    async def _load_first(self, session: Session, scope: Scope) -> None:
+        """Load a server session before the app runs, if ``autoload`` says so."""
         if self._autoloads(scope):
             try:
                 await session._load(mark=False)
@@ -197,6 +197,11 @@ class SessionMiddleware:
                 # and those that do get SessionStoreUnavailable where they can
                 # handle it (a 503 handler). Nothing will be saved.
                 logger.warning("session store unavailable: the session could not be loaded")
+
+    async def _http_server(
+        self, session: Session, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        await self._load_first(session, scope)
         status = 0
         replaced = False
 
@@ -265,6 +270,8 @@ class SessionMiddleware:
     ) -> None:
         if self.backend.store is None:
             session.freeze(_IN_WEBSOCKET)
+        else:
+            await self._load_first(session, scope)
         await self.app(scope, receive, send)
         if session.modified:
             # Server stores save on disconnect (or earlier, with `await session.save()`).

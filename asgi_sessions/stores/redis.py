@@ -7,8 +7,8 @@ Every operation is exactly one round trip: ``GET``; ``SET … EX NX`` for
 create-only and ``SET … EX XX`` for update-only writes; ``EXPIRE`` for a
 touch; ``DEL``; and small server-side Lua scripts (``EVALSHA``) for the
 atomic append and compare-and-set, so the concurrent-merge guarantees cost
-no extra round trip. Expiry is Redis's own (``EX``), so ``clear_expired``
-has nothing to do.
+no extra round trip. Expiry is Redis's own (``EX``): ``clear_expired`` only
+prunes the user index (below).
 
 Works with a plain client, a Sentinel-managed one and ``RedisCluster``
 (every command and script touches one key, so slots never get in the way).
@@ -19,7 +19,10 @@ The user index ("log out everywhere") is one set per user,
 ``prefix + "user:" + the user's hash``, holding the keys of their sessions.
 Sets have no TTL (sessions kept alive by ``touch`` must stay findable);
 links to records that are gone are dropped when the set grows past
-``_PRUNE_AT`` members and by :meth:`RedisStore.clear_expired`.
+``_PRUNE_AT`` members (so a set stays small) and by
+:meth:`RedisStore.clear_expired`, which is worth running now and then when
+"log out everywhere" is used. The user hash only gives keys a fixed shape:
+it is not a secret (records hold the user id anyway).
 
 This module owns the Redis commands and the mapping of Redis failures to
 :class:`~asgi_sessions.errors.SessionStoreUnavailable`. It never knows what
