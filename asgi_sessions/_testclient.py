@@ -97,10 +97,16 @@ async def aseed_session(client: Any, data: Mapping[str, Any], app: Any | None = 
             jar.delete(cookie.name, domain=cookie.domain, path=cookie.path)
     if update is None or update.value is None:
         return
-    for line in middleware.cookie.set_headers(update.value, update.max_age, 0):
-        pair = line.split(";", 1)[0]
-        cookie_name, _, value = pair.partition("=")
-        jar.set(cookie_name, value, path=middleware.cookie.path)
+    # Let the client file the cookie exactly as it files one from a response
+    # (same domain and path), so the app's later Set-Cookie replaces it
+    # instead of sitting beside it.
+    import httpx
+
+    lines = middleware.cookie.set_headers(update.value, update.max_age, 0)
+    request = httpx.Request("GET", str(getattr(client, "base_url", "http://testserver")))
+    response = httpx.Response(200, headers=[("set-cookie", line) for line in lines])
+    response.request = request
+    jar.extract_cookies(response)
 
 
 def _run_sync(client: Any, func: Callable[[], Awaitable[_T]]) -> _T:

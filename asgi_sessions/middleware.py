@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Literal
 
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .cookies import CookieSpec
@@ -34,7 +35,7 @@ from .serializers import JSONSerializer, Serializer
 from .session import _LOADED, CookieUpdate, Session, SessionBackend
 from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_url
 
-__all__ = ["SessionMiddleware"]
+__all__ = ["SessionMiddleware", "session_of"]
 
 logger = logging.getLogger("asgi_sessions")
 
@@ -47,6 +48,25 @@ _IN_WEBSOCKET = (
     "a cookie session cannot be changed in a websocket: no cookie can be sent there; "
     "use a server-side store to change the session during a websocket connection"
 )
+
+
+def session_of(connection: HTTPConnection | Scope) -> Session:
+    """The session of a request, websocket or raw scope, typed as :class:`Session`.
+
+    Starlette types ``request.session`` as a plain ``dict``, so under a type
+    checker Django-style calls (``await session.aget(...)``, ``flush()``)
+    need this: ``session = session_of(request)``. Raises
+    :class:`~asgi_sessions.errors.ImproperlyConfigured` when no
+    :class:`SessionMiddleware` runs in front of the app.
+    """
+    scope = connection.scope if isinstance(connection, HTTPConnection) else connection
+    session = scope.get("session")
+    if not isinstance(session, Session):
+        raise ImproperlyConfigured(
+            "no asgi_sessions session in this scope: add asgi_sessions.SessionMiddleware "
+            "in front of the app"
+        )
+    return session
 
 
 def _seconds(name: str, value: int | None) -> int | None:

@@ -617,3 +617,43 @@ def test_cookie_that_does_not_verify_is_an_empty_session(
 def test_unknown_session_id_is_an_empty_session(make_client: ClientFactory) -> None:
     client = make_client({"/dump": _dump})
     assert _replay(client, "/dump", new_session_id()).json() == {"data": {}, "key": None}
+
+
+# -- session_of: the session typed as Session --------------------------------------
+
+
+def test_session_of_gives_the_typed_session_of_requests_and_websockets() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocket
+
+    from asgi_sessions import SessionMiddleware, session_of
+
+    async def view(request: Request) -> JSONResponse:
+        session = session_of(request)
+        assert session is request.session
+        assert session is session_of(request.scope)
+        await session.aset("n", 1)
+        return JSONResponse({"type": type(session).__name__})
+
+    async def socket(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"n": await session_of(websocket).aget("n")})
+        await websocket.close()
+
+    app = Starlette(routes=[Route("/", view), WebSocketRoute("/ws", socket)])
+    app.add_middleware(SessionMiddleware, secret_key="s" * 40)
+    with TestClient(app) as client:
+        assert client.get("/").json() == {"type": "Session"}
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json() == {"n": 1}
+
+
+def test_session_of_without_the_middleware_says_what_is_missing() -> None:
+    from asgi_sessions import session_of
+    from asgi_sessions.errors import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="SessionMiddleware"):
+        session_of({"type": "http"})
