@@ -244,7 +244,7 @@ class SessionMiddleware:
 
         await self.app(scope, receive, send_wrapper)
 
-        if session.modified and status and not replaced and status < 500:
+        if session._modified and status and not replaced and status < 500:
             # A change made after the headers went out is still saved under
             # the same id.
             try:
@@ -293,7 +293,7 @@ class SessionMiddleware:
         else:
             await self._load_first(session, scope)
         await self.app(scope, receive, send)
-        if session.modified:
+        if session._modified:
             # Server stores save on disconnect (or earlier, with `await session.save()`).
             try:
                 await session.commit(can_set_cookie=False)

@@ -147,8 +147,7 @@ class Session(dict[str, Any]):
 
     accessed: bool = False
     """The session was read or written (the response then varies by Cookie)."""
-    modified: bool = False
-    """The session was changed and must be saved."""
+    _modified: bool = False
 
     # Per-instance state, as class-level defaults so a request that never
     # touches its session pays for none of it.
@@ -363,6 +362,25 @@ class Session(dict[str, Any]):
         if self._state == _COOKIE_PENDING:
             self._open_cookie()
 
+    @property
+    def modified(self) -> bool:
+        """The session was changed and must be saved.
+
+        Setting it to ``True`` by hand (Django's idiom after changing a
+        nested value, ``session["cart"].append(x)``) is the same as
+        :meth:`mark_modified`: every key is saved, since the session cannot
+        tell which one changed. Setting it to ``False`` discards the pending
+        save.
+        """
+        return self._modified
+
+    @modified.setter
+    def modified(self, value: bool) -> None:
+        if value:
+            self.mark_modified()
+        else:
+            self._modified = False
+
     def mark_modified(self) -> None:
         """Record that the session changed in a way it cannot see (a nested value).
 
@@ -370,7 +388,7 @@ class Session(dict[str, Any]):
         """
         self._check_open()
         self.accessed = True
-        self.modified = True
+        self._modified = True
         self._all_dirty = True
 
     def _check_open(self) -> None:
@@ -381,7 +399,7 @@ class Session(dict[str, Any]):
         if self._frozen is not None:
             raise SessionError(self._frozen)
         self.accessed = True
-        self.modified = True
+        self._modified = True
         changes = self._changes
         if changes is None:
             self._changes = {key}
@@ -392,7 +410,7 @@ class Session(dict[str, Any]):
         if self._frozen is not None:
             raise SessionError(self._frozen)
         self.accessed = True
-        self.modified = True
+        self._modified = True
         if self._changes is None:
             self._changes = set(keys)
         else:
@@ -504,7 +522,7 @@ class Session(dict[str, Any]):
             self._ensure()
         self._check_open()
         self.accessed = True
-        self.modified = True
+        self._modified = True
         self._cleared = True
         self._changes = None
         dict.clear(self)
@@ -651,7 +669,7 @@ class Session(dict[str, Any]):
         self._flushed = True
         self._cycle = False
         self.accessed = True
-        self.modified = True
+        self._modified = True
 
     def cycle_key(self) -> None:
         """Keep the data under a new id, deleting the old record at commit.
@@ -665,7 +683,7 @@ class Session(dict[str, Any]):
         self._check_open()
         self._cycle = True
         self.accessed = True
-        self.modified = True
+        self._modified = True
 
     def set_expiry(self, value: int | float | timedelta | datetime | None) -> None:
         """Set when this session expires.
@@ -689,7 +707,7 @@ class Session(dict[str, Any]):
             expiry = int(value)
         self._expiry = expiry
         self.accessed = True
-        self.modified = True
+        self._modified = True
 
     def get_session_cookie_age(self) -> int:
         """The middleware's ``max_age`` (or the server default when it is ``None``)."""
@@ -801,7 +819,7 @@ class Session(dict[str, Any]):
         self._frozen = reason
 
     def _reset_changes(self) -> None:
-        self.modified = False
+        self._modified = False
         self._changes = None
         self._all_dirty = False
         self._cleared = False
@@ -846,15 +864,15 @@ class Session(dict[str, Any]):
             self._open_cookie()
         now = int(_time())
         if not dict.__len__(self):
-            if (self.modified or self._reissue) and self._take_token() is not None:
-                self.modified = False
+            if (self._modified or self._reissue) and self._take_token() is not None:
+                self._modified = False
                 if self._flushed:
                     self._flushed = False
                     self._event("flushed")
                 return _DELETE
             return None
         if not (
-            self.modified
+            self._modified
             or self._reissue
             or backend.save_every_request
             or (backend.idle_timeout is not None and now != self._issued)
@@ -877,7 +895,7 @@ class Session(dict[str, Any]):
         self._created = created
         self._issued = now
         self._reissue = False
-        self.modified = False
+        self._modified = False
         return CookieUpdate(token, cookie_age)
 
     def _cookie_events(self) -> None:
@@ -910,7 +928,7 @@ class Session(dict[str, Any]):
                 update = _DELETE
         key = self._key
         if not dict.__len__(self):
-            if key is not None and self.modified:
+            if key is not None and self._modified:
                 await store.delete(store_key(key))
                 self._key = None
                 update = _DELETE if self._take_token() is not None else update
@@ -921,7 +939,7 @@ class Session(dict[str, Any]):
             if key is not None:
                 await store.delete(store_key(key))
             self._event("created" if key is None else "cycled", update.value)
-        elif self.modified or backend.save_every_request:
+        elif self._modified or backend.save_every_request:
             await self._write(store, key, now)
             _, cookie_age = self._plan_expiry(now, self._created or now)
             update = CookieUpdate(key, cookie_age)

@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket
 from asgi_sessions import Session, SessionMiddleware
 from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
-from asgi_sessions.stores import SessionStore
+from asgi_sessions.stores import MemoryStore, SessionStore
 from tests.instrumented import (
     SECRET,
     CountingStore,
@@ -638,3 +638,35 @@ def test_websocket_cannot_create_a_server_session() -> None:
         ws.send_text("save-new")
         assert ws.receive_json() == {"error": "SessionError"}
     assert store.writes == 0
+
+
+# -- Django's idiom: a nested change, then modified = True ---------------------------
+
+
+@pytest.mark.parametrize("by_hand", [True, False])
+def test_setting_modified_by_hand_saves_a_nested_change(by_hand: bool) -> None:
+    async def add(request: Request) -> Response:
+        session = request.session
+        session.setdefault("cart", [])
+        return PlainTextResponse("ok")
+
+    async def nested(request: Request) -> Response:
+        request.session["cart"].append("tea")  # invisible to the session
+        if by_hand:
+            request.session.modified = True
+        else:
+            request.session.mark_modified()
+        return PlainTextResponse("ok")
+
+    async def show(request: Request) -> Response:
+        return JSONResponse(dict(request.session))
+
+    app = Starlette(
+        routes=[Route("/add", add), Route("/nested", nested), Route("/show", show)],
+        middleware=[Middleware(SessionMiddleware, store=MemoryStore())],
+    )
+    with TestClient(app) as client:
+        client.get("/add")
+        client.get("/nested")
+        client.get("/nested")
+        assert client.get("/show").json() == {"cart": ["tea", "tea"]}
