@@ -85,7 +85,9 @@ class SessionMiddleware:
     ``secret_key`` (a secret, or a sequence of secrets newest first for
     rotation). Pass ``store`` (a store object or URL such as
     ``"redis://localhost"``) to keep sessions server-side, where the cookie
-    holds only a random id and ``secret_key`` may be ``None``.
+    holds only a random id and ``secret_key`` may be ``None``. A store built
+    from a URL belongs to the middleware, which closes it at lifespan
+    shutdown; a store object you pass stays yours to close.
 
     ``idle_timeout`` expires sessions after that many seconds without a
     request that loads them; ``absolute_timeout`` ends them that long after
@@ -134,7 +136,8 @@ class SessionMiddleware:
                 store = EncryptedCookieStore(secret_key)
             for warning in caught:  # point at the app's code, not at ours
                 warnings.warn(warning.message, warning.category, stacklevel=2)
-        elif isinstance(store, str):
+        owned = isinstance(store, str)
+        if isinstance(store, str):
             store = store_from_url(store)
         if isinstance(store, CookieStore):
             server_store, cookie_store, chunked = None, store, store.chunked
@@ -147,6 +150,8 @@ class SessionMiddleware:
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
             raise ImproperlyConfigured("max_age must be an int number of seconds or None")
         self.store = store
+        # A store built here from a URL is ours to close, at lifespan shutdown.
+        self._owned_store = server_store if owned else None
         self.cookie = CookieSpec(
             session_cookie,
             path=path,
@@ -180,7 +185,10 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
         if scope_type != "http" and scope_type != "websocket":
-            await self.app(scope, receive, send)
+            if scope_type == "lifespan" and self._owned_store is not None:
+                await self.app(scope, receive, self._closing_send(send))
+            else:
+                await self.app(scope, receive, send)
             return
         session = Session._lazy(self.backend, scope["headers"])
         scope["session"] = session
@@ -206,6 +214,21 @@ class SessionMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
+
+    def _closing_send(self, send: Send) -> Send:
+        """``send`` for the lifespan scope: closes our store before shutdown completes."""
+        store = self._owned_store
+        assert store is not None
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "lifespan.shutdown.complete":
+                try:
+                    await store.close()
+                except Exception:  # shutting down regardless: say so, do not hang
+                    logger.exception("closing the session store failed")
+            await send(message)
+
+        return send_wrapper
 
     async def _load_first(self, session: Session, scope: Scope) -> None:
         """Load a server session before the app runs, if ``autoload`` says so."""

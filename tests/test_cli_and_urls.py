@@ -112,3 +112,50 @@ def test_an_installed_plugin_gets_its_url_scheme(tmp_path: Path) -> None:
         pytest.skip("examples/custom_store is not installed (make installs it)")
     store = store_from_url(f"shelf://{tmp_path}/sessions.db")
     assert isinstance(store, ShelfStore)
+
+
+# -- a store built from a URL is closed at lifespan shutdown ----------------------------
+
+
+def test_a_store_built_from_a_url_is_closed_at_shutdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from asgi_sessions.stores import SQLStore
+
+    closed: list[str] = []
+    real_close = SQLStore.close
+
+    async def watched_close(self: SQLStore) -> None:
+        closed.append(self.table_name)
+        await real_close(self)
+
+    monkeypatch.setattr(SQLStore, "close", watched_close)
+
+    async def view(request: Request) -> Response:
+        await request.session.aset("a", 1)
+        return PlainTextResponse("ok")
+
+    def app_for(store: Any) -> Starlette:
+        return Starlette(
+            routes=[Route("/", view)], middleware=[Middleware(SessionMiddleware, store=store)]
+        )
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/s.db"
+    with TestClient(app_for(url)) as client:
+        assert client.get("/").status_code == 200
+        assert closed == []
+    assert closed == ["asgi_sessions"], "a store built from a URL was not closed at shutdown"
+
+    closed.clear()
+    mine = SQLStore(url, table_name="mine")
+    with TestClient(app_for(mine)) as client:
+        client.get("/")
+    assert closed == [], "a store passed in belongs to the caller"
+    anyio.run(mine.close)
