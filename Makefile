@@ -12,12 +12,13 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 RESULTS := benchmarks/.results
 
-.PHONY: help venv demo test check lint typecheck bench clean
+.PHONY: help venv demo test check lint typecheck docs docs-serve bench clean
 
 help:
 	@echo "make demo   - serve the demo app on http://127.0.0.1:8000 (encrypted cookie sessions)"
-	@echo "make test   - ruff, mypy --strict, then the whole test suite (PYTEST_ARGS='-x -k foo')"
+	@echo "make test   - ruff, mypy --strict, the docs build, then the whole test suite (PYTEST_ARGS='-x -k foo')"
 	@echo "make check  - ruff and mypy --strict only"
+	@echo "make docs   - build the documentation site strictly (make docs-serve: live on :8001)"
 	@echo "make bench  - the in-process benchmark, by hand, never in CI (BENCH_ARGS='--rounds 60')"
 	@echo "make clean  - remove the virtualenv and caches"
 	@echo "variables: PYTHON=$(PYTHON) VENV=$(VENV)"
@@ -46,7 +47,15 @@ typecheck: $(STAMP)
 
 check: lint typecheck
 
-test: check
+# --strict: a broken link, a missing page or a docstring that does not render fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+	@echo "docs built into $(VENV)/site"
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
+
+test: check docs
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
