@@ -15,7 +15,8 @@ anything held in this process:
 - update-only, touch, append and compare-and-set are single ``UPDATE``
   statements guarded by ``key = :key AND expires_at > :now`` and judged by
   their row count (MySQL's ``FOUND_ROWS`` client flag, which SQLAlchemy sets,
-  makes a no-change update count as a match);
+  makes a no-change update count as a match); a compaction and the append
+  after it share one transaction, so a write commits once;
 - append concatenates in the database (``data || :x``, ``CONCAT`` on MySQL),
   so two racing appends both land.
 
@@ -321,18 +322,40 @@ class SQLStore(SessionStore):
 
         return await self._run(update)
 
+    def _append_statement(self, key: StoreKey, data: bytes, ttl: int, now: int) -> sa.Update:
+        table = self.table
+        suffix = sa.bindparam("suffix", data, type_=sa.LargeBinary())
+        return (
+            sa.update(table)
+            .where(self._live(key, now))
+            .values(data=self._concat(table.c.data, suffix), expires_at=_deadline(ttl))
+        )
+
+    def _replace_statement(
+        self, key: StoreKey, expected: bytes, data: bytes, ttl: int, now: int
+    ) -> sa.Update:
+        table = self.table
+        size = len(expected)
+        condition = self._live(key, now)
+        if size:
+            prefix = sa.func.substr(table.c.data, 1, size, type_=sa.LargeBinary())
+            condition = sa.and_(
+                condition,
+                prefix == sa.bindparam("expected", expected, type_=sa.LargeBinary()),
+            )
+        rest = sa.func.substr(table.c.data, size + 1, type_=sa.LargeBinary())
+        new = sa.bindparam("replacement", data, type_=sa.LargeBinary())
+        return (
+            sa.update(table)
+            .where(condition)
+            .values(data=self._concat(new, rest), expires_at=_deadline(ttl))
+        )
+
     async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """One UPDATE that concatenates in the database, so racing appends all land."""
-        table = self.table
 
         async def append() -> bool:
-            now = _now()
-            suffix = sa.bindparam("suffix", data, type_=sa.LargeBinary())
-            stmt = (
-                sa.update(table)
-                .where(self._live(key, now))
-                .values(data=self._concat(table.c.data, suffix), expires_at=_deadline(ttl))
-            )
+            stmt = self._append_statement(key, data, ttl, _now())
             async with self._transaction() as conn:
                 return (await conn.execute(stmt)).rowcount == 1
 
@@ -340,29 +363,28 @@ class SQLStore(SessionStore):
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
         """One UPDATE guarded by the record's prefix: a compare-and-set in the database."""
-        table = self.table
 
         async def replace() -> bool:
-            now = _now()
-            size = len(expected)
-            condition = self._live(key, now)
-            if size:
-                prefix = sa.func.substr(table.c.data, 1, size, type_=sa.LargeBinary())
-                condition = sa.and_(
-                    condition,
-                    prefix == sa.bindparam("expected", expected, type_=sa.LargeBinary()),
-                )
-            rest = sa.func.substr(table.c.data, size + 1, type_=sa.LargeBinary())
-            new = sa.bindparam("replacement", data, type_=sa.LargeBinary())
-            stmt = (
-                sa.update(table)
-                .where(condition)
-                .values(data=self._concat(new, rest), expires_at=_deadline(ttl))
-            )
+            stmt = self._replace_statement(key, expected, data, ttl, _now())
             async with self._transaction() as conn:
                 return (await conn.execute(stmt)).rowcount == 1
 
         return await self._run(replace)
+
+    async def compact_and_append(
+        self, key: StoreKey, expected: bytes, replacement: bytes, data: bytes, ttl: int
+    ) -> bool:
+        """Both UPDATEs in one transaction: one commit (one fsync) instead of two."""
+
+        async def compact_and_append() -> bool:
+            now = _now()
+            fold = self._replace_statement(key, expected, replacement, ttl, now)
+            add = self._append_statement(key, data, ttl, now)
+            async with self._transaction() as conn:
+                await conn.execute(fold)  # best effort: skipped if the prefix changed
+                return (await conn.execute(add)).rowcount == 1
+
+        return await self._run(compact_and_append)
 
     async def touch(self, key: StoreKey, ttl: int) -> None:
         """UPDATE of ``expires_at`` alone: the data is not rewritten."""
