@@ -4,7 +4,8 @@
 - ``clear-expired --store URL`` removes expired sessions from a server store
   (for cron; with Redis it only prunes the user index of "log out everywhere") and
   prints how many were removed.
-- ``inspect COOKIE --secret S`` decrypts a session cookie and prints its data
+- ``inspect COOKIE --secret S`` decrypts a session cookie (a value, or a whole
+  ``Cookie`` header for a session chunked over several cookies) and prints its data
   with its creation, issue and expiry times: for debugging, with your own
   secret, on your own machine.
 """
@@ -21,6 +22,7 @@ from datetime import UTC, datetime
 import anyio
 
 from ._record import COOKIE_HEAD, unpack_expiry
+from .cookies import CookieSpec
 from .serializers import JSONSerializer
 from .stores import EncryptedCookieStore, SignedCookieStore, store_from_url
 from .stores.cookie import CookieRefused
@@ -52,6 +54,18 @@ def _when(timestamp: int | None) -> str | None:
     return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
+def _token_of(text: str, name: str) -> str | None:
+    """The session value in ``text``: a bare cookie value, or a whole ``Cookie`` header.
+
+    A header (``session=N.…; session.1=…``) is how a chunked session must be
+    given, since its value spans several cookies; it is reassembled here.
+    """
+    if not text.startswith(name + "="):
+        return text
+    spec = CookieSpec(name, chunked=True, https_only=True)  # https_only: any prefix is valid
+    return spec.read_value([(b"cookie", text.encode("latin-1", "replace"))])
+
+
 def _inspect(args: argparse.Namespace) -> int:
     secrets_ = args.secret or []
     if not secrets_:
@@ -59,8 +73,12 @@ def _inspect(args: argparse.Namespace) -> int:
         return 2
     store_class = SignedCookieStore if args.signed else EncryptedCookieStore
     store = store_class(secrets_)
+    token = _token_of(args.cookie.strip(), args.name)
+    if token is None:
+        print(f"no cookie named {args.name!r} in that Cookie header", file=sys.stderr)
+        return 1
     try:
-        opened = store.open(args.cookie.strip(), args.name, None)
+        opened = store.open(token, args.name, None)
     except CookieRefused as refused:
         print(
             f"the cookie is refused ({refused.reason}) with these secrets under this cookie name",
@@ -95,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     clear.set_defaults(func=_clear_expired)
 
     inspect = commands.add_parser("inspect", help="decrypt and show a session cookie")
-    inspect.add_argument("cookie", help="the cookie value (without the name)")
+    inspect.add_argument(
+        "cookie",
+        help="the cookie value, or a whole Cookie header (name=value; name.1=...) "
+        "for a chunked session",
+    )
     inspect.add_argument("--secret", action="append", help="a secret_key; repeat for rotation")
     inspect.add_argument("--name", default="session", help="the cookie name (default: session)")
     inspect.add_argument("--signed", action="store_true", help="a SignedCookieStore cookie")

@@ -15,7 +15,6 @@ mapping with the flags, which is all Starlette's own ``Session`` is.
 
 from __future__ import annotations
 
-import logging
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -41,15 +40,13 @@ from .errors import (
     SessionStoreUnavailable,
 )
 from .events import LEVELS as _EVENT_LEVELS
-from .events import EventHook, EventName, SessionEvent, emit, id_hash
-from .events import logger as _event_logger
+from .events import EventHook, EventName, SessionEvent, emit, id_hash, logger
 from .serializers import JSONSerializer, Serializer
 from .stores.base import SessionStore
 from .stores.cookie import CookieRefused, CookieStore
 
 __all__ = ["CookieUpdate", "Session", "SessionBackend"]
 
-logger = logging.getLogger("asgi_sessions")
 
 _MISSING: Any = object()
 
@@ -207,7 +204,7 @@ class Session(dict[str, Any]):
     ) -> None:
         """Report a lifecycle event (see :mod:`asgi_sessions.events`); cheap when nobody listens."""
         hook = self._backend.on_event
-        if hook is None and not _event_logger.isEnabledFor(_EVENT_LEVELS[name]):
+        if hook is None and not logger.isEnabledFor(_EVENT_LEVELS[name]):
             return
         emit(hook, SessionEvent(name, None if session_id is None else id_hash(session_id), reason))
 

@@ -476,6 +476,21 @@ def test_inspect_with_the_wrong_secret_exits_1(capsys: pytest.CaptureFixture[str
     assert "alice" not in captured.err
 
 
+def test_inspect_a_chunked_session_from_its_cookie_header(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = EncryptedCookieStore(SECRET, chunked=True)
+    big = {"blob": "".join(f"{i:05d}" for i in range(2000))}
+    header = _jar(set_cookies(_request(_app(_update(big), store=store))))
+    assert "session.1=" in header
+    assert main(["inspect", header, "--secret", SECRET]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == big
+    # A missing chunk: refused, with the reason, and nothing printed.
+    broken = "; ".join(part for part in header.split("; ") if not part.startswith("session.1="))
+    assert main(["inspect", broken, "--secret", SECRET]) == 1
+    assert capsys.readouterr().out == ""
+
+
 def test_inspect_a_signed_cookie_and_a_rotated_ring(capsys: pytest.CaptureFixture[str]) -> None:
     token = _issue(store=SignedCookieStore(OLD))
     assert main(["inspect", token, "--signed", "--secret", NEW, "--secret", OLD]) == 0
