@@ -447,40 +447,20 @@ class SQLStore(SessionStore):
 
         return await self._run(delete)
 
-    async def _clear_links(self) -> None:
-        """Delete links whose session row is gone, in batches."""
-        table, users = self.table, self.users_table
-        orphan = ~sa.exists().where(table.c.key == users.c.key)
-        if self._dialect in _MYSQL:
-            stmt = sa.delete(users).where(orphan)
-            stmt = stmt.with_dialect_options(**{f"{self._dialect}_limit": _CLEAR_BATCH})
-        else:
-            batch = sa.select(users.c.key).where(orphan).limit(_CLEAR_BATCH)
-            stmt = sa.delete(users).where(users.c.key.in_(batch))
-
-        async def clear_batch() -> int:
-            async with self._transaction() as conn:
-                return max(0, (await conn.execute(stmt)).rowcount)
-
-        while await self._run(clear_batch) >= _CLEAR_BATCH:
-            pass
-
-    async def clear_expired(self) -> int:
-        """Delete expired rows in batches of 5,000, one transaction each.
+    async def _delete_in_batches(self, table: sa.Table, condition: sa.ColumnElement[bool]) -> int:
+        """Delete ``table``'s rows matching ``condition``, 5,000 per transaction.
 
         Batches keep each transaction short, so a large purge never blocks
         live sessions for long. Each batch (not the whole purge) is bounded
-        by ``timeout``. Links of the user index to deleted rows go too.
+        by ``timeout``. Returns how many rows went.
         """
-        table = self.table
-        now = _now()
         if self._dialect in _MYSQL:
             # MySQL cannot delete from a table it selects from in a subquery,
             # but it has DELETE … LIMIT.
-            stmt = sa.delete(table).where(table.c.expires_at <= now)
+            stmt = sa.delete(table).where(condition)
             stmt = stmt.with_dialect_options(**{f"{self._dialect}_limit": _CLEAR_BATCH})
         else:
-            batch = sa.select(table.c.key).where(table.c.expires_at <= now).limit(_CLEAR_BATCH)
+            batch = sa.select(table.c.key).where(condition).limit(_CLEAR_BATCH)
             stmt = sa.delete(table).where(table.c.key.in_(batch))
 
         async def clear_batch() -> int:
@@ -492,9 +472,18 @@ class SQLStore(SessionStore):
             removed = await self._run(clear_batch)
             total += removed
             if removed < _CLEAR_BATCH:
-                break
-        await self._clear_links()
-        return total
+                return total
+
+    async def clear_expired(self) -> int:
+        """Delete expired rows in batches of 5,000, one transaction each.
+
+        Then the user index's links to rows that are gone, the same way.
+        Returns how many session rows were deleted.
+        """
+        table, users = self.table, self.users_table
+        removed = await self._delete_in_batches(table, table.c.expires_at <= _now())
+        await self._delete_in_batches(users, ~sa.exists().where(table.c.key == users.c.key))
+        return removed
 
     async def close(self) -> None:
         """Dispose of the engine if the store created it."""
