@@ -969,7 +969,8 @@ class Session(dict[str, Any]):
         if ttl >= 1:
             for _ in range(_CREATE_ATTEMPTS):
                 new_id = new_session_id()
-                if await store.create(store_key(new_id), blob, ttl):
+                new_key = store_key(new_id)
+                if await store.create(new_key, blob, ttl):
                     break
             else:  # pragma: no cover - needs 4 collisions of 256-bit ids
                 raise SessionError("could not create a unique session id")
@@ -978,7 +979,7 @@ class Session(dict[str, Any]):
                 # After the create: a link always points at a record that
                 # existed. If it fails the request fails (503) and the new
                 # record, whose id nobody received, simply expires.
-                await store.link_user(user_key(user), store_key(new_id))
+                await store.link_user(user_key(user), new_key)
         else:
             new_id = new_session_id()  # expired on arrival: nothing to store
         self._key = new_id
