@@ -96,7 +96,7 @@ class StoreConformance:
 
     Subclass it in a ``Test…`` class and provide a ``store`` fixture (usually
     an async generator that closes the store). Each test uses fresh random
-    keys, so the store may be shared and need not be empty. Four tests sleep
+    keys, so the store may be shared and need not be empty. Five tests sleep
     1.1 s to watch a 1 s TTL run out.
     """
 
