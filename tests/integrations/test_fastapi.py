@@ -1,9 +1,12 @@
-"""The FastAPI dependency, with a cookie store and a server store loaded on demand."""
+"""The FastAPI dependency, with a cookie store and every server store, loaded on demand."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from starlette.testclient import TestClient
@@ -11,6 +14,7 @@ from starlette.testclient import TestClient
 from asgi_sessions import Session, SessionMiddleware
 from asgi_sessions.integrations.fastapi import SessionDep, get_session, session_dependency
 from asgi_sessions.stores import MemoryStore
+from tests.backends import STORES, store_factory
 
 SECRET = "fastapi-test-secret-0123456789abcdef"
 
@@ -53,6 +57,24 @@ def test_the_dependency_hands_over_a_loaded_session(options: dict[str, Any]) -> 
         response = client.get("/health")
         assert "set-cookie" not in response.headers
         assert "vary" not in response.headers
+
+
+@pytest.mark.parametrize("autoload", [False, True], ids=["autoload-off", "autoload-on"])
+@pytest.mark.parametrize("name", STORES)
+def test_the_dependency_works_with_every_server_store(
+    name: str, autoload: bool, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        async with store_factory(name, tmp_path) as store:
+            app = make_app(store=store, autoload=autoload)
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+                assert (await client.post("/cart/1")).json() == {"cart": [1]}
+                assert (await client.post("/cart/2")).json() == {"cart": [1, 2]}
+                assert (await client.get("/cart")).json() == {"cart": [1, 2]}
+                assert "set-cookie" not in (await client.get("/health")).headers
+
+    anyio.run(scenario)
 
 
 def test_openapi_documents_the_cookie_as_a_security_scheme() -> None:
