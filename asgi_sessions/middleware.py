@@ -313,15 +313,48 @@ class SessionMiddleware:
     ) -> None:
         if self.backend.store is None:
             session.freeze(_IN_WEBSOCKET)
-        else:
-            await self._load_first(session, scope)
-        await self.app(scope, receive, send)
-        if session._modified:
-            # Server stores save on disconnect (or earlier, with `await session.save()`).
-            try:
-                await session.commit(can_set_cookie=False)
-            except SessionInterrupted:
-                logger.info("session deleted by a concurrent request; websocket changes dropped")
+            await self.app(scope, receive, send)  # nothing to save: changes are refused
+            return
+        await self._load_first(session, scope)
+        disconnected = False
+
+        async def receive_wrapper() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                disconnected = True
+            return message
+
+        try:
+            await self.app(scope, receive_wrapper, send)
+        except Exception:
+            # A handler that lets the client's disconnect propagate (Starlette's
+            # WebSocketDisconnect) still ended normally; any other failure saves
+            # nothing, as a 5xx does not.
+            if disconnected:
+                await _save_on_disconnect(session)
+            raise
+        await _save_on_disconnect(session)
+
+
+async def _save_on_disconnect(session: Session) -> None:
+    """Save a server session's pending changes when its websocket ends.
+
+    Nobody is left to tell of a failure, so it is logged instead of raised:
+    a logout in another tab (the change must not resurrect the session), a
+    store that is down, or a session that never had an id (a websocket
+    cannot send the cookie a new id needs).
+    """
+    if not session._modified:
+        return
+    try:
+        await session.commit(can_set_cookie=False)
+    except SessionInterrupted:
+        logger.info("session deleted by a concurrent request; websocket changes dropped")
+    except SessionStoreUnavailable:
+        logger.warning("session store unavailable: websocket changes could not be saved")
+    except SessionError as exc:
+        logger.warning("websocket session changes dropped: %s", exc)
 
 
 async def _error_response(send: Send, exc: SessionError) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -26,7 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_sessions import Session, SessionMiddleware
 from asgi_sessions.crypto import new_session_id, store_key
@@ -670,3 +671,24 @@ def test_setting_modified_by_hand_saves_a_nested_change(by_hand: bool) -> None:
         client.get("/nested")
         client.get("/nested")
         assert client.get("/show").json() == {"cart": ["tea", "tea"]}
+
+
+def test_a_websocket_change_that_cannot_be_saved_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A new session changed in a websocket cannot get an id (no cookie can be
+    sent): at disconnect the change is dropped with a warning, not an error."""
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        websocket.session["draft"] = "unsaved"
+        await websocket.receive_text()  # lets WebSocketDisconnect propagate
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    app.add_middleware(SessionMiddleware, store=MemoryStore())
+    caplog.set_level(logging.WARNING, logger="asgi_sessions")
+    client = TestClient(app)
+    # The endpoint's own WebSocketDisconnect comes back, not a SessionError.
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws") as ws:
+        ws.close()
+    assert any("websocket session changes dropped" in r.getMessage() for r in caplog.records)
