@@ -91,6 +91,11 @@ def _split_frames(data: bytes) -> list[bytes]:
 _anyio = pytest.mark.anyio
 
 
+def _needs_user_index(store: SessionStore) -> None:
+    if not store.has_user_index:
+        pytest.skip("this store keeps no user index")
+
+
 class StoreConformance:
     """The behaviour every :class:`~asgi_sessions.stores.SessionStore` must have.
 
@@ -464,8 +469,7 @@ class StoreConformance:
     @_anyio
     async def test_delete_user_deletes_their_live_sessions_only(self, store: SessionStore) -> None:
         """``delete_user`` deletes and returns the user's live records, no one else's."""
-        if not store.has_user_index:
-            pytest.skip("this store keeps no user index")
+        _needs_user_index(store)
         user, other = new_key(), new_key()
         mine, theirs = [new_key(), new_key(), new_key()], new_key()
         for key in mine:
@@ -485,8 +489,7 @@ class StoreConformance:
     @_anyio
     async def test_delete_user_skips_links_to_gone_records(self, store: SessionStore) -> None:
         """Links to deleted or expired records are neither errors nor counted."""
-        if not store.has_user_index:
-            pytest.skip("this store keeps no user index")
+        _needs_user_index(store)
         user = new_key()
         deleted, expired, live = new_key(), new_key(), new_key()
         await store.create(deleted, b"x", 60)
@@ -501,8 +504,7 @@ class StoreConformance:
     @_anyio
     async def test_user_index_with_many_sessions(self, store: SessionStore) -> None:
         """40 logins, 30 of them since logged out: the 10 live ones are all found."""
-        if not store.has_user_index:
-            pytest.skip("this store keeps no user index")
+        _needs_user_index(store)
         user = new_key()
         keys = [new_key() for _ in range(40)]
         for index, key in enumerate(keys):
@@ -516,8 +518,7 @@ class StoreConformance:
     @_anyio
     async def test_clear_expired_keeps_links_of_live_sessions(self, store: SessionStore) -> None:
         """``clear_expired`` may prune links, never those of live records."""
-        if not store.has_user_index:
-            pytest.skip("this store keeps no user index")
+        _needs_user_index(store)
         user = new_key()
         live, gone = new_key(), new_key()
         await store.create(live, b"x", 60)

@@ -18,8 +18,8 @@ as a session token.
 The user index ("log out everywhere") is one set per user,
 ``prefix + "user:" + the user's hash``, holding the keys of their sessions.
 Sets have no TTL (sessions kept alive by ``touch`` must stay findable);
-links to records that are gone are dropped when the set grows past
-``_PRUNE_AT`` members (so a set stays small) and by
+links to records that are gone are dropped each time the set grows past
+a multiple of ``_PRUNE_AT`` members (so a set stays small) and by
 :meth:`RedisStore.clear_expired`, which is worth running now and then when
 "log out everywhere" is used. The user hash only gives keys a fixed shape:
 it is not a secret (records hold the user id anyway).
@@ -92,7 +92,9 @@ return redis.call('SCARD', KEYS[1])
 """
 
 _PRUNE_AT = 32
-"""A user's set is checked for links to gone records once it has this many."""
+"""A user's set is checked for links to gone records each time it grows past a
+multiple of this many: pruning costs one round trip per member, so it is
+amortised over that many logins, and a set stays small."""
 
 # Failures of the backend, not of our commands: the store is unavailable.
 # ConnectionError covers Sentinel's MasterNotFoundError, a full connection pool
@@ -149,6 +151,8 @@ class RedisStore(SessionStore):
     ``prefix`` namespaces the keys, so one Redis can serve several apps.
     Runs on asyncio only, as ``redis.asyncio`` does.
     """
+
+    has_user_index = True
 
     def __init__(
         self,
@@ -242,12 +246,10 @@ class RedisStore(SessionStore):
         """``DEL``."""
         await self._call(lambda: self.client.delete(self._key(key)))
 
-    has_user_index = True
-
     async def link_user(self, user: UserKey, key: StoreKey) -> None:
         """``SADD`` to the user's set (one script, one round trip); prunes big sets."""
-        size = await self._call(lambda: self._link(self.client, self._user(user), key))
-        if int(size) > _PRUNE_AT:
+        size = int(await self._call(lambda: self._link(self.client, self._user(user), key)))
+        if size > _PRUNE_AT and size % _PRUNE_AT == 1:  # once per _PRUNE_AT links, not each
             await self._prune(self._user(user))
 
     async def _members(self, set_key: str) -> list[StoreKey]:
