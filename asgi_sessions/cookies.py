@@ -71,7 +71,9 @@ class CookieSpec:
     """
 
     __slots__ = (
+        "_age_line",
         "_delete_tail",
+        "_head",
         "_name_eq",
         "_set_tail",
         "chunked",
@@ -127,6 +129,10 @@ class CookieSpec:
             flags += "; partitioned"
         self._name_eq = (name + "=").encode("latin-1")
         self._set_tail = flags
+        self._head = f"{name}=".encode("latin-1")
+        # The last Max-Age seen and the line tail it makes: every cookie of a
+        # middleware usually gets the same Max-Age, so the tail is built once.
+        self._age_line: tuple[int | None, bytes] = (None, self._tail(None))
         self._delete_tail = f"=null; path={path}; {_EXPIRED}{flags}"
 
     # -- reading ---------------------------------------------------------------
@@ -183,6 +189,28 @@ class CookieSpec:
         return CookieJarView("".join(parts), count)
 
     # -- writing ---------------------------------------------------------------
+
+    def _tail(self, max_age: int | None) -> bytes:
+        age = "" if max_age is None else f"Max-Age={max_age}; "
+        return f"; path={self.path}; {age}{self._set_tail}".encode("latin-1")
+
+    def set_line(self, value: str, max_age: int | None) -> bytes | None:
+        """The one Set-Cookie value storing ``value``, or ``None`` if it needs chunks.
+
+        The hot path of every write: when the request carried no chunks to
+        delete, this single line is the whole of :meth:`set_headers`.
+        Raises :class:`SessionTooLarge` when it does not fit and chunking is off.
+        """
+        age, tail = self._age_line
+        if age != max_age:
+            tail = self._tail(max_age)
+            self._age_line = (max_age, tail)
+        line = self._head + value.encode("latin-1") + tail
+        if len(line) <= COOKIE_LIMIT:
+            return line
+        if not self.chunked:
+            raise SessionTooLarge(len(line), COOKIE_LIMIT)
+        return None
 
     def _line(self, name: str, value: str, max_age: int | None) -> str:
         age = "" if max_age is None else f"Max-Age={max_age}; "

@@ -188,12 +188,13 @@ class KeyRing:
         """
         if len(token) < _HEADER_LEN + _TAG_LEN:
             return None
-        candidates = self._by_header.get(token[:5])  # version byte + key id
+        head = token[:5]  # version byte + key id
+        candidates = self._by_header.get(head)
         if candidates is None:
             return None
         nonce = token[5:_HEADER_LEN]
         body = token[_HEADER_LEN:]
-        aad = token[:5] + aad
+        aad = head + aad
         for key in candidates:  # more than one only on a 1-in-2**32 key id collision
             try:
                 plaintext = key.aead.decrypt(nonce, body, aad)

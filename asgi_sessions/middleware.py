@@ -171,7 +171,8 @@ class SessionMiddleware:
             absolute_timeout=_seconds("absolute_timeout", absolute_timeout),
             save_every_request=save_every_request,
             serializer=serializer or JSONSerializer(),
-            read_token=self.cookie.read_value,
+            # Unchunked cookies skip read_value's reassembly step.
+            read_token=self.cookie.read_value if chunked else self.cookie.read,
             on_event=on_event,
         )
         self._server = server_store is not None
@@ -294,19 +295,30 @@ class SessionMiddleware:
             headers = message["headers"] = list(headers or ())
         if vary:
             for index, (name, value) in enumerate(headers):
-                if name.lower() == b"vary":
+                # ASGI says response header names are lowercase; tolerate apps
+                # that do not, without lowering every name on the way.
+                if name == b"vary" or (len(name) == 4 and name.lower() == b"vary"):
                     if b"cookie" not in value.lower():
                         headers[index] = (name, value + b", Cookie")
                     break
             else:
                 headers.append((b"vary", b"Cookie"))
-        if update is not None:
-            chunks = self.cookie.chunk_count(request_headers)
-            if update.value is None:
-                lines = self.cookie.delete_headers(chunks)
-            else:
-                lines = self.cookie.set_headers(update.value, update.max_age, chunks)
-            headers.extend([(b"set-cookie", line.encode("latin-1")) for line in lines])
+        if update is None:
+            return
+        cookie = self.cookie
+        value = update.value
+        if value is not None and not cookie.chunked:
+            # The common case, a single cookie: no chunks to assemble or delete.
+            line = cookie.set_line(value, update.max_age)
+            assert line is not None  # None only when chunking is on
+            headers.append((b"set-cookie", line))
+            return
+        chunks = cookie.chunk_count(request_headers)
+        if value is None:
+            lines = cookie.delete_headers(chunks)
+        else:
+            lines = cookie.set_headers(value, update.max_age, chunks)
+        headers.extend([(b"set-cookie", line.encode("latin-1")) for line in lines])
 
     async def _websocket(
         self, session: Session, scope: Scope, receive: Receive, send: Send

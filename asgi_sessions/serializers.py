@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import json.encoder
 import json.scanner
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = ["JSONSerializer", "Serializer"]
@@ -63,27 +63,29 @@ class JSONSerializer:
     the time, on a path every session request takes.
     """
 
-    __slots__ = ("_encode", "_scan")
+    __slots__ = ("_chunks", "_encode", "_scan")
 
     def __init__(self) -> None:
         c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-        self._encode: Callable[[Any], str]
+        # The C encoder yields chunks of text; dumps joins them.
+        self._chunks: Callable[[Any, int], Iterable[str]] | None = None
         if c_make_encoder is not None:
-            encode = c_make_encoder(
+            self._chunks = c_make_encoder(
                 None, _refuse, json.encoder.encode_basestring, None, ":", ",", False, False, False
             )
-            self._encode = lambda value: "".join(encode(value, 0))
-        else:  # pragma: no cover - interpreters without the C accelerator
-            self._encode = json.JSONEncoder(
-                separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse
-            ).encode
+        self._encode: Callable[[Any], str] = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse
+        ).encode
         decoder = json.JSONDecoder(parse_constant=_refuse_constant)
         scanner: Any = json.scanner.make_scanner
         self._scan: Callable[[str, int], tuple[Any, int]] = scanner(decoder)
 
     def dumps(self, value: Any) -> bytes:
         """Serialise ``value`` as compact UTF-8 JSON."""
-        return self._encode(value).encode("utf-8")
+        chunks = self._chunks
+        if chunks is not None:
+            return "".join(chunks(value, 0)).encode("utf-8")
+        return self._encode(value).encode("utf-8")  # pragma: no cover - no C accelerator
 
     def loads(self, data: bytes) -> Any:
         """Parse UTF-8 JSON; raises ``ValueError`` on anything else."""

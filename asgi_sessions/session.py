@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final, NamedTuple
 
 from ._record import (
@@ -77,6 +78,9 @@ _CREATE_ATTEMPTS: Final = 4
 
 
 _time = time.time
+_unpack_head = COOKIE_HEAD.unpack_from
+_pack_head = COOKIE_HEAD.pack
+_HEAD_SIZE: Final = COOKIE_HEAD.size
 
 
 def _now() -> int:
@@ -95,6 +99,11 @@ class CookieUpdate(NamedTuple):
 
 
 _DELETE: Final = CookieUpdate(None)
+# NamedTuple's generated __new__ is a Python function; building the tuple
+# directly skips it on every cookie write.
+_cookie_update: Callable[[tuple[str | None, int | None]], CookieUpdate] = partial(
+    tuple.__new__, CookieUpdate
+)
 
 
 def _no_token(source: Any) -> str | None:
@@ -273,7 +282,12 @@ class Session(dict[str, Any]):
         assert cookie_store is not None
         self._state = _LOADED
         self.accessed = True
-        token = self._take_token()
+        source = self._source
+        if source is None:
+            token = self._token
+        else:  # _take_token, inlined: this runs on every read
+            self._source = None
+            self._token = token = backend.read_token(source)
         if token is None:
             return
         try:
@@ -288,14 +302,14 @@ class Session(dict[str, Any]):
         payload, reissue, legacy = opened
         if legacy is not None:
             created = issued = now
-            expires: int | None = None
+            expires: int = 0
             expiry: Expiry = None
             data: Any = legacy
         else:
             try:
-                created, issued, expires, kind, value = COOKIE_HEAD.unpack_from(payload)
-                expiry = unpack_expiry(kind, value)
-                data = backend.serializer.loads(payload[COOKIE_HEAD.size :])
+                created, issued, expires, kind, value = _unpack_head(payload)
+                expiry = None if kind == 0 else unpack_expiry(kind, value)
+                data = backend.serializer.loads(payload[_HEAD_SIZE:])
             except (ValueError, TypeError, struct.error):
                 data = None
             if type(data) is not dict:
@@ -303,21 +317,26 @@ class Session(dict[str, Any]):
                 return
         if not expires:  # written before expiry was always sealed: cap it anyway
             expires = issued + DEFAULT_SERVER_AGE
+        idle, absolute = backend.idle_timeout, backend.absolute_timeout
         if (
             now >= expires
             # Times are whole seconds: ">" so that a cookie is never refused
             # before idle_timeout seconds of real inactivity (">=" refused one
             # issued at x.99 s a few ms later when idle_timeout=1).
-            or (backend.idle_timeout is not None and now - issued > backend.idle_timeout)
-            or (backend.absolute_timeout is not None and now - created >= backend.absolute_timeout)
+            or (idle is not None and now - issued > idle)
+            or (absolute is not None and now - created >= absolute)
         ):
             self._event("expired", reason="cookie")
             return
         dict.update(self, data)
         self._created = created
         self._issued = issued
-        self._expiry = expiry
-        self._reissue = reissue
+        # The class defaults already say None and False: setting them again
+        # would only grow the instance dict on every read.
+        if expiry is not None:
+            self._expiry = expiry
+        if reissue:
+            self._reissue = True
 
     def _expired(self, record: Record, now: int) -> bool:
         # Server records: idle expiry is the store's TTL, refreshed by touch().
@@ -769,7 +788,7 @@ class Session(dict[str, Any]):
 
     # -- expiry arithmetic -----------------------------------------------------
 
-    def _plan_expiry(self, now: int, created: int) -> tuple[int | None, int | None]:
+    def _plan_expiry(self, now: int, created: int) -> tuple[int, int | None]:
         """(record expires at, cookie Max-Age) for a save happening ``now``."""
         backend = self._backend
         expiry = self._expiry
@@ -793,7 +812,7 @@ class Session(dict[str, Any]):
             expires = now + DEFAULT_SERVER_AGE
         if backend.absolute_timeout is not None:
             limit = created + backend.absolute_timeout
-            expires = limit if expires is None else min(expires, limit)
+            expires = min(expires, limit)
             if cookie_age is not None:
                 cookie_age = min(cookie_age, limit - now)
         return expires, cookie_age
@@ -878,22 +897,27 @@ class Session(dict[str, Any]):
         cookie_store = backend.cookie_store
         assert cookie_store is not None
         created = self._created if self._created is not None else now
-        expires, cookie_age = self._plan_expiry(now, created)
-        payload = pack_cookie(
-            backend.serializer.dumps(dict(dict.items(self))),
-            created=created,
-            issued=now,
-            expires=expires,
-            expiry=self._expiry,
-        )
+        expiry = self._expiry
+        if expiry is None and backend.absolute_timeout is None:
+            # The common case of _plan_expiry, inlined: every write takes it.
+            cookie_age = backend.max_age
+            expires = now + (DEFAULT_SERVER_AGE if cookie_age is None else cookie_age)
+        else:
+            expires, cookie_age = self._plan_expiry(now, created)
+        data = backend.serializer.dumps(dict(dict.items(self)))
+        if expiry is None:  # pack_cookie's common case, without the call
+            payload = _pack_head(created, now, expires, 0, 0) + data
+        else:
+            payload = pack_cookie(data, created=created, issued=now, expires=expires, expiry=expiry)
         token = cookie_store.seal(payload, backend.cookie_name)
         if self._flushed or self._cycle or self._created is None:
             self._cookie_events()
         self._created = created
         self._issued = now
-        self._reissue = False
+        if self._reissue:
+            self._reissue = False
         self._modified = False
-        return CookieUpdate(token, cookie_age)
+        return _cookie_update((token, cookie_age))
 
     def _cookie_events(self) -> None:
         """The events of a cookie session being written (off the hot path)."""
