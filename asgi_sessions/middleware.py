@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Literal
 
 from starlette.requests import HTTPConnection
@@ -32,7 +32,14 @@ from .errors import (
 )
 from .events import EventHook
 from .serializers import JSONSerializer, Serializer
-from .session import _LOADED, CookieUpdate, Session, SessionBackend
+from .session import (
+    _COOKIE_PENDING,
+    _LOADED,
+    _STORE_PENDING,
+    CookieUpdate,
+    Session,
+    SessionBackend,
+)
 from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_url
 
 __all__ = ["SessionMiddleware", "session_of"]
@@ -176,6 +183,7 @@ class SessionMiddleware:
             on_event=on_event,
         )
         self._server = server_store is not None
+        self._pending = _STORE_PENDING if self._server else _COOKIE_PENDING
         self._always_save = save_every_request
         if isinstance(autoload, (str, bytes)):
             raise ImproperlyConfigured("autoload takes True, False or a sequence of path prefixes")
@@ -191,7 +199,11 @@ class SessionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        session = Session._lazy(self.backend, scope["headers"])
+        # Session._lazy, inlined: this line runs on every request.
+        session = Session()
+        session._backend = self.backend
+        session._source = scope["headers"]
+        session._state = self._pending
         scope["session"] = session
         if scope_type == "websocket":
             await self._websocket(session, scope, receive, send)
@@ -205,14 +217,18 @@ class SessionMiddleware:
         # attribute reads when the response starts.
         always = self._always_save
 
-        async def send_wrapper(message: Message) -> None:
+        # A plain function returning ``send``'s awaitable, not a coroutine of
+        # its own: ASGI asks only for an awaitable callable, and this saves a
+        # coroutine per message. Errors (SessionTooLarge) still surface at
+        # the app's ``await send(...)``.
+        def send_wrapper(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 if session.accessed or session._state == _LOADED or always:
                     update = session.commit_cookie(message["status"])
                     if session.accessed or update is not None:
                         self._add_headers(message, session.accessed, update, scope["headers"])
                 session._frozen = _AFTER_START
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, send_wrapper)
 
