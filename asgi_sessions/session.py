@@ -874,9 +874,13 @@ class Session(dict[str, Any]):
         if status >= 500:
             return None
         backend = self._backend
-        if not (self._modified or self._reissue or backend.save_every_request):
-            if backend.idle_timeout is None:
-                return None  # untouched or only read: nothing to send, no clock needed
+        if not (
+            self._modified
+            or self._reissue
+            or backend.save_every_request
+            or backend.idle_timeout is not None
+        ):
+            return None  # untouched or only read: nothing to send, no clock needed
         if self._state != _LOADED:
             if not backend.save_every_request:
                 return None  # untouched: no decrypt, no cookie
