@@ -73,7 +73,6 @@ class CookieSpec:
     __slots__ = (
         "_age_line",
         "_delete_tail",
-        "_head",
         "_name_eq",
         "_set_tail",
         "chunked",
@@ -129,10 +128,9 @@ class CookieSpec:
             flags += "; partitioned"
         self._name_eq = (name + "=").encode("latin-1")
         self._set_tail = flags
-        self._head = f"{name}=".encode("latin-1")
         # The last Max-Age seen and the line tail it makes: every cookie of a
         # middleware usually gets the same Max-Age, so the tail is built once.
-        self._age_line: tuple[int | None, bytes] = (None, self._tail(None))
+        self._age_line: tuple[int | None, bytes] = (None, self._attributes(None).encode("latin-1"))
         self._delete_tail = f"=null; path={path}; {_EXPIRED}{flags}"
 
     # -- reading ---------------------------------------------------------------
@@ -190,31 +188,30 @@ class CookieSpec:
 
     # -- writing ---------------------------------------------------------------
 
-    def _tail(self, max_age: int | None) -> bytes:
+    def _attributes(self, max_age: int | None) -> str:
+        """Everything after ``name=value`` in a Set-Cookie line."""
         age = "" if max_age is None else f"Max-Age={max_age}; "
-        return f"; path={self.path}; {age}{self._set_tail}".encode("latin-1")
+        return f"; path={self.path}; {age}{self._set_tail}"
 
-    def set_line(self, value: str, max_age: int | None) -> bytes | None:
-        """The one Set-Cookie value storing ``value``, or ``None`` if it needs chunks.
+    def set_line(self, value: str, max_age: int | None) -> bytes:
+        """The Set-Cookie value storing ``value`` when chunking is off.
 
-        The hot path of every write: when the request carried no chunks to
-        delete, this single line is the whole of :meth:`set_headers`.
-        Raises :class:`SessionTooLarge` when it does not fit and chunking is off.
+        The hot path of every write: the same line as :meth:`set_headers`
+        with no chunks, built as bytes from a cached attribute tail.
+        Raises :class:`SessionTooLarge` when it does not fit.
         """
+        assert not self.chunked, "set_line is for unchunked cookies; use set_headers"
         age, tail = self._age_line
         if age != max_age:
-            tail = self._tail(max_age)
+            tail = self._attributes(max_age).encode("latin-1")
             self._age_line = (max_age, tail)
-        line = self._head + value.encode("latin-1") + tail
-        if len(line) <= COOKIE_LIMIT:
-            return line
-        if not self.chunked:
+        line = self._name_eq + value.encode("latin-1") + tail
+        if len(line) > COOKIE_LIMIT:
             raise SessionTooLarge(len(line), COOKIE_LIMIT)
-        return None
+        return line
 
     def _line(self, name: str, value: str, max_age: int | None) -> str:
-        age = "" if max_age is None else f"Max-Age={max_age}; "
-        return f"{name}={value}; path={self.path}; {age}{self._set_tail}"
+        return f"{name}={value}{self._attributes(max_age)}"
 
     def set_headers(self, value: str, max_age: int | None, previous_chunks: int) -> list[str]:
         """Set-Cookie header values that store ``value``, deleting stale chunks.

@@ -325,9 +325,7 @@ class SessionMiddleware:
         value = update.value
         if value is not None and not cookie.chunked:
             # The common case, a single cookie: no chunks to assemble or delete.
-            line = cookie.set_line(value, update.max_age)
-            assert line is not None  # None only when chunking is on
-            headers.append((b"set-cookie", line))
+            headers.append((b"set-cookie", cookie.set_line(value, update.max_age)))
             return
         chunks = cookie.chunk_count(request_headers)
         if value is None:

@@ -874,12 +874,10 @@ class Session(dict[str, Any]):
         if status >= 500:
             return None
         backend = self._backend
-        if not (
-            self._modified
-            or self._reissue
-            or backend.save_every_request
-            or backend.idle_timeout is not None
-        ):
+        # Only _open_cookie below could set _reissue, and it runs only when
+        # save_every_request already makes this True.
+        changed = self._modified or self._reissue or backend.save_every_request
+        if not changed and backend.idle_timeout is None:
             return None  # untouched or only read: nothing to send, no clock needed
         if self._state != _LOADED:
             if not backend.save_every_request:
@@ -894,13 +892,8 @@ class Session(dict[str, Any]):
                     self._event("flushed")
                 return _DELETE
             return None
-        if not (
-            self._modified
-            or self._reissue
-            or backend.save_every_request
-            or (backend.idle_timeout is not None and now != self._issued)
-        ):
-            return None
+        if not changed and now == self._issued:
+            return None  # idle_timeout refresh: at most once a second
         cookie_store = backend.cookie_store
         assert cookie_store is not None
         created = self._created if self._created is not None else now
