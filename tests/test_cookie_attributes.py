@@ -1,19 +1,25 @@
 """The attributes of every Set-Cookie line, and the cookie names refused up front.
 
 ``HttpOnly`` by default (``http_only=False`` drops it), ``Secure`` from
-``https_only``, ``SameSite``, ``Domain``, ``Path`` (also for an app under a
-``Mount``), ``partitioned`` and ``Max-Age``, spelled and ordered exactly as
-Starlette's own ``SessionMiddleware`` spells them (checked against the real
-thing, setting and deleting). Deleting cookies, chunks included, reuses the
-same path and domain. ``__Host-``/``__Secure-`` names and invalid names are
-refused at construction with the reason. ``Vary: Cookie`` is added only when
-the session was accessed, merged into an existing ``Vary``. A cookie session
-changed after the response headers were sent raises ``SessionError``.
+``https_only``, ``SameSite``, ``Domain``, ``Path``, ``partitioned`` and
+``Max-Age``, spelled and ordered exactly as Starlette's own
+``SessionMiddleware`` spells them (checked against the real thing, setting
+and deleting). The line that deletes a cookie, chunks included, repeats the
+path, domain and flags of the line that set it. Under a ``Mount`` the cookie
+is scoped to the configured path: a browser sends it there and nowhere else,
+and deleting it uses that path too. ``__Host-``/``__Secure-`` names, whatever
+the case of the prefix, and invalid names are refused at construction with
+the reason. ``Vary: Cookie`` is added only when the session was accessed,
+merged into an existing ``Vary`` and left out when that already names the
+cookie. A cookie session changed after the response headers were sent raises
+``SessionError``, at the change and up to the server; the change is not
+applied and no cookie is sent. Reading it late stays allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,12 +31,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import Session, SessionMiddleware
 from asgi_sessions.errors import ImproperlyConfigured, SessionError
 from asgi_sessions.stores import EncryptedCookieStore
-from tests.apps import SECRET, SetCookie, call, set_cookies
+from tests.apps import SECRET, SetCookie, call, echo_session, set_cookies
+
+MiddlewareFactory = Callable[..., ASGIApp]
+"""Our ``SessionMiddleware`` or Starlette's, to compare what each one sends."""
 
 DATA = {"user": "alice"}
 EXPIRED = "expires=Thu, 01 Jan 1970 00:00:00 GMT"
@@ -82,7 +91,7 @@ ROUTES = [
 ]
 
 
-def _app(middleware: type = SessionMiddleware, **options: Any) -> Starlette:
+def _app(middleware: MiddlewareFactory = SessionMiddleware, **options: Any) -> Starlette:
     options.setdefault("secret_key", SECRET)
     return Starlette(routes=ROUTES, middleware=[Middleware(middleware, **options)])
 
@@ -94,13 +103,13 @@ def _get(app: Any, path: str, cookie: str | None = None) -> Any:
         return client.get(path, headers=headers)
 
 
-def _set_line(middleware: type = SessionMiddleware, **options: Any) -> SetCookie:
+def _set_line(middleware: MiddlewareFactory = SessionMiddleware, **options: Any) -> SetCookie:
     """The Set-Cookie line for a session saved for the first time."""
     name = options.get("session_cookie", "session")
     return set_cookies(_get(_app(middleware, **options), "/set"))[name]
 
 
-def _delete_line(middleware: type = SessionMiddleware, **options: Any) -> SetCookie:
+def _delete_line(middleware: MiddlewareFactory = SessionMiddleware, **options: Any) -> SetCookie:
     """The Set-Cookie line that deletes the cookie when the session is cleared."""
     name = options.get("session_cookie", "session")
     app = _app(middleware, **options)
@@ -136,14 +145,16 @@ def test_secure_comes_from_https_only() -> None:
     assert "secure" in _set_line(https_only=True).attributes
 
 
+@pytest.mark.parametrize("https_only", [False, True], ids=["http", "https"])
 @pytest.mark.parametrize("same_site", ["lax", "strict", "none"])
-def test_same_site(same_site: str) -> None:
-    assert _set_line(same_site=same_site, https_only=True).attribute("samesite") == same_site
+def test_same_site(same_site: str, https_only: bool) -> None:
+    line = _set_line(same_site=same_site, https_only=https_only)
+    assert line.attribute("samesite") == same_site
 
 
 def test_invalid_same_site_is_refused_at_construction() -> None:
     with pytest.raises(ImproperlyConfigured, match="same_site"):
-        SessionMiddleware(_untouched, SECRET, same_site="sometimes")  # type: ignore[arg-type]
+        SessionMiddleware(echo_session, SECRET, same_site="sometimes")  # type: ignore[arg-type]
 
 
 def test_domain_and_path() -> None:
@@ -161,7 +172,7 @@ def test_partitioned() -> None:
 
 def test_partitioned_without_secure_warns() -> None:
     with pytest.warns(UserWarning, match="partitioned"):
-        SessionMiddleware(_untouched, SECRET, partitioned=True)
+        SessionMiddleware(echo_session, SECRET, partitioned=True)
 
 
 def test_max_age_none_makes_a_browser_session_cookie() -> None:
@@ -197,6 +208,15 @@ OPTIONS = [
         "https_only": True,
         "partitioned": True,
     },
+    {
+        "session_cookie": "sid",
+        "max_age": 60,
+        "path": "/p",
+        "same_site": "strict",
+        "https_only": True,
+        "domain": "a.example.org",
+        "partitioned": True,
+    },
 ]
 
 
@@ -214,11 +234,22 @@ def test_delete_cookie_spelled_and_ordered_as_starlette(options: dict[str, Any])
     assert ours.value == "null"
     assert ours.attribute("path") == options.get("path", "/")
     assert ours.attribute("domain") == options.get("domain")
+    # Whatever Starlette does: the deleting line repeats what the setting line said.
+    made = _set_line(**options)
+    assert ours.attribute("samesite") == made.attribute("samesite")
+    flags = {"httponly", "secure", "partitioned"}
+    assert flags & set(ours.attributes) == flags & set(made.attributes)
+    assert ours.attribute("max-age") is None
 
 
 def test_deleting_stale_chunks_reuses_path_and_domain() -> None:
     store = EncryptedCookieStore(SECRET, chunked=True)
-    options = {"store": store, "path": "/admin", "domain": "example.com", "https_only": True}
+    options: dict[str, Any] = {
+        "store": store,
+        "path": "/admin",
+        "domain": "example.com",
+        "https_only": True,
+    }
     app = _app(**options)
     cookies = set_cookies(_get(app, "/grow"))
     assert len(cookies) >= 3
@@ -234,18 +265,27 @@ def test_deleting_stale_chunks_reuses_path_and_domain() -> None:
 # -- under a Mount ----------------------------------------------------------------------------
 
 
-def _mounted(middleware: type = SessionMiddleware, **options: Any) -> Starlette:
-    return Starlette(routes=[Mount("/admin", app=_app(middleware, **options))])
+async def _outside(request: Request) -> Response:
+    return JSONResponse({"cookies": sorted(request.cookies)})
+
+
+def _mounted(middleware: MiddlewareFactory = SessionMiddleware, **options: Any) -> Starlette:
+    """The session app under ``/admin``, next to ``/outside``, which lists the cookies it got."""
+    mount = Mount("/admin", app=_app(middleware, **options))
+    return Starlette(routes=[mount, Route("/outside", _outside)])
 
 
 def test_path_under_a_mount() -> None:
-    app = _mounted(path="/admin")
-    line = set_cookies(_get(app, "/admin/set"))["session"]
-    assert line.attribute("path") == "/admin"
-    assert _get(app, "/admin/", f"session={line.value}").json() == DATA
-    deleted = set_cookies(_get(app, "/admin/clear", f"session={line.value}"))["session"]
-    assert deleted.deletes
-    assert deleted.attribute("path") == "/admin"
+    """With the client's cookie jar, which keeps to Path as a browser does."""
+    with TestClient(_mounted(path="/admin")) as client:
+        line = set_cookies(client.get("/admin/set"))["session"]
+        assert line.attribute("path") == "/admin"
+        assert client.get("/admin/").json() == DATA  # sent under the mount
+        assert client.get("/outside").json() == {"cookies": []}  # and nowhere else
+        deleted = set_cookies(client.get("/admin/clear"))["session"]
+        assert deleted.deletes
+        assert deleted.attribute("path") == "/admin"
+        assert not client.cookies.keys()  # the deleting line matched: the jar dropped it
 
 
 @pytest.mark.parametrize("options", [{}, {"path": "/admin"}], ids=["default-path", "mount-path"])
@@ -265,16 +305,21 @@ def test_path_under_a_mount_is_the_configured_one_as_in_starlette(options: dict[
         ("__Host-sid", {"https_only": True, "path": "/admin"}, "path='/'"),
         ("__Host-sid", {"https_only": True, "domain": "example.com"}, "no domain"),
         ("__host-sid", {}, "Secure"),
+        ("__HOST-sid", {}, "https_only=True"),
         ("__HOST-sid", {"https_only": True, "path": "/x"}, "path='/'"),
         ("__Secure-sid", {}, "https_only=True"),
+        ("__Secure-sid", {"domain": "example.com"}, "https_only=True"),
+        ("__secure-sid", {}, "https_only=True"),
+        ("__SeCuRe-sid", {}, "https_only=True"),
         ("__secure-sid", {"domain": "example.com"}, "https_only=True"),
     ],
 )
 def test_prefixed_names_browsers_would_drop_are_refused_with_the_reason(
     name: str, options: dict[str, Any], reason: str
 ) -> None:
+    """Browsers match the prefixes whatever their case (RFC 6265bis §4.1.3), so we do too."""
     with pytest.raises(ImproperlyConfigured, match=reason) as caught:
-        SessionMiddleware(_untouched, SECRET, session_cookie=name, **options)
+        SessionMiddleware(echo_session, SECRET, session_cookie=name, **options)
     assert name in str(caught.value)
 
 
@@ -290,17 +335,22 @@ def test_valid_prefixed_names(name: str, options: dict[str, Any]) -> None:
     line = _set_line(session_cookie=name, **options)
     assert line.name == name
     assert "secure" in line.attributes
+    assert line.attribute("path") == options.get("path", "/")
+    assert line.attribute("domain") == options.get("domain")
 
 
 @pytest.mark.parametrize(
-    "name", ["", "a b", "a;b", "a=b", "a,b", 'a"b', "sé", "a\tb", "(sid)", "a/b", "a\nb"]
+    "name",
+    ["", "a b", "a;b", "a=b", "a,b", 'a"b', "sé", "a\tb", "(sid)", "a(b)", "a/b", "a:b", "a\nb"],
 )
 def test_invalid_cookie_names_are_refused_at_construction(name: str) -> None:
     with pytest.raises(ImproperlyConfigured, match="not a valid cookie name"):
-        SessionMiddleware(_untouched, SECRET, session_cookie=name)
+        SessionMiddleware(echo_session, SECRET, session_cookie=name)
 
 
-@pytest.mark.parametrize("name", ["sid", "my-session", "a.b", "SESSION_ID", "x!#$%&'*+^`|~"])
+@pytest.mark.parametrize(
+    "name", ["sid", "my-session", "a.b", "SESSION_ID", "x!#$%&'*+^`|~", "S3ss!on#$%&'*+^`|~"]
+)
 def test_valid_cookie_names(name: str) -> None:
     assert _set_line(session_cookie=name).name == name
 
@@ -320,28 +370,35 @@ def test_vary_cookie_only_when_the_session_was_accessed() -> None:
     assert _get(app, "/untouched-vary").headers.get_list("vary") == ["Accept-Encoding"]
 
 
-@pytest.mark.parametrize("vary", ["Accept-Encoding", "Accept-Encoding, Origin", "Cookie", "origin"])
+@pytest.mark.parametrize("vary", ["Accept-Encoding", "Accept-Encoding, Origin", "origin"])
 def test_vary_is_merged_into_an_existing_header_as_starlette_does(vary: str) -> None:
     ours = _get(_app(), f"/vary?vary={vary}").headers.get_list("vary")
-    assert len(ours) == 1
-    if vary == "Cookie":
-        assert ours == ["Cookie"]  # not "Cookie, Cookie"
-        return
     theirs = _get(_app(StarletteSessionMiddleware), f"/vary?vary={vary}").headers.get_list("vary")
     assert ours == theirs == [f"{vary}, Cookie"]
+
+
+@pytest.mark.parametrize("vary", ["Cookie", "Accept, cookie"])
+def test_vary_that_already_names_cookie_is_left_alone(vary: str) -> None:
+    assert _get(_app(), f"/vary?vary={vary}").headers.get_list("vary") == [vary]  # no second one
 
 
 # -- changes after the headers were sent -----------------------------------------------------
 
 
-def _late(change: bool, *, touch_first: bool = False) -> Any:
+def _valid_cookie() -> bytes:
+    """A Cookie header holding a session with :data:`DATA`."""
+    return f"session={_set_line().value}".encode()
+
+
+def _late(*, touch_first: bool = False) -> Any:
+    """A raw ASGI app that starts the response, reads the session, then changes it."""
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if touch_first:
             scope["session"].get("user")
         await send({"type": "http.response.start", "status": 200, "headers": []})
         scope["session"].get("user")  # reading stays allowed
-        if change:
-            scope["session"]["x"] = 1
+        scope["session"]["x"] = 1
         await send({"type": "http.response.body", "body": b"late"})
 
     return app
@@ -349,16 +406,32 @@ def _late(change: bool, *, touch_first: bool = False) -> Any:
 
 @pytest.mark.parametrize("touch_first", [False, True], ids=["untouched", "read-before"])
 def test_change_after_headers_were_sent_raises_session_error(touch_first: bool) -> None:
-    app = SessionMiddleware(_late(change=True, touch_first=touch_first), SECRET)
+    app = SessionMiddleware(_late(touch_first=touch_first), SECRET)
     with pytest.raises(SessionError, match="after the response headers were sent"):
         asyncio.run(call(app))
 
 
-def test_reading_after_headers_were_sent_is_fine() -> None:
-    reply = asyncio.run(call(SessionMiddleware(_late(change=False), SECRET)))
+def test_change_after_headers_were_sent_reaches_the_server_as_session_error() -> None:
+    client = TestClient(SessionMiddleware(_late(), SECRET))  # no lifespan: a bare app
+    with pytest.raises(SessionError, match="after the response headers were sent"):
+        client.get("/")
+
+
+@pytest.mark.parametrize("cookie", [False, True], ids=["empty", "loaded"])
+def test_reading_after_headers_were_sent_is_fine(cookie: bool) -> None:
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        seen["late read"] = scope["session"].copy()
+        await send({"type": "http.response.body", "body": b"late"})
+
+    headers = [(b"cookie", _valid_cookie())] if cookie else []
+    reply = asyncio.run(call(SessionMiddleware(app, SECRET), headers))
     assert reply.status == 200
     assert reply.body == b"late"
     assert reply.get_all(b"set-cookie") == []
+    assert seen["late read"] == (DATA if cookie else {})
 
 
 @pytest.mark.parametrize(
@@ -372,13 +445,53 @@ def test_reading_after_headers_were_sent_is_fine() -> None:
     ],
     ids=["update", "clear", "mark_modified", "setdefault", "flush"],
 )
-def test_every_kind_of_late_change_raises(change: Any) -> None:
+def test_every_kind_of_late_change_to_an_empty_session_raises(change: Any) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         change(scope["session"])
 
     with pytest.raises(SessionError):
         asyncio.run(call(SessionMiddleware(app, SECRET)))
+
+
+LATE_CHANGES: dict[str, Callable[[Session], Any]] = {
+    "setitem": lambda s: s.__setitem__("x", 1),
+    "delitem": lambda s: s.__delitem__("user"),
+    "pop": lambda s: s.pop("user"),
+    "popitem": lambda s: s.popitem(),
+    "setdefault": lambda s: s.setdefault("x", 1),
+    "update": lambda s: s.update(x=1),
+    "clear": lambda s: s.clear(),
+    "flush": lambda s: s.flush(),
+    "cycle_key": lambda s: s.cycle_key(),
+    "set_expiry": lambda s: s.set_expiry(60),
+    "mark_modified": lambda s: s.mark_modified(),
+}
+
+
+@pytest.mark.parametrize("change", LATE_CHANGES.values(), ids=LATE_CHANGES.keys())
+def test_a_late_change_to_a_loaded_session_is_refused_and_sends_no_cookie(
+    change: Callable[[Session], Any],
+) -> None:
+    outcome: dict[str, Any] = {}
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = scope["session"]
+        outcome["before"] = session.copy()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        try:
+            change(session)
+        except SessionError as exc:
+            outcome["error"] = exc
+        outcome["after"] = session.copy()
+        await send({"type": "http.response.body", "body": b"done"})
+
+    reply = asyncio.run(call(SessionMiddleware(app, SECRET), [(b"cookie", _valid_cookie())]))
+    assert isinstance(outcome.get("error"), SessionError)
+    assert "after the response headers were sent" in str(outcome["error"])
+    assert outcome["before"] == outcome["after"] == DATA  # the change was not applied
+    assert reply.get_all(b"set-cookie") == []  # nor any cookie sent
+    assert reply.body == b"done"
 
 
 def test_a_background_task_changing_a_cookie_session_raises() -> None:

@@ -1,20 +1,28 @@
 """The encrypted session cookie exactly as DESIGN §4 decides it, seen from outside.
 
-Every cookie here is issued by a real app (our middleware over a bare ASGI
-app, driven with raw headers by :func:`tests.apps.call`, so any exception
-reaches the test) and taken apart as a browser or an attacker would: the
-token layout (version, key id, nonce, nothing readable), per-purpose HKDF
-keys, binding to the cookie name, expiry enforced on the server (forged
-cookies and real time), key rotation on a read-only request, the 4096-byte
-Set-Cookie limit found by search, chunking, migration from Starlette's own
-cookies, the weak-secret warning, the readable :class:`SignedCookieStore`
-and ``python -m asgi_sessions inspect``.
+Almost every cookie here is issued by a real app (our middleware over a bare
+ASGI app, driven with raw headers by :func:`tests.apps.call`, so any exception
+reaches the test) and taken apart as a browser or an attacker would. Covered:
+the token layout (unpadded base64url of version byte, key id, nonce,
+ciphertext and tag, with its exact length), the strict base64url codec that
+accepts only the canonical spelling, the key id, a fresh nonce per cookie,
+nothing of the session readable, and per-purpose HKDF keys. The keys are
+derived in this file from the secret and the labels DESIGN §4 names, then used
+to open real cookies, so the checks do not rely on the library's own
+derivation. Also covered: an AAD that binds the version byte, key id and
+cookie name, expiry enforced on the server (forged cookies and real time), key
+rotation on a read-only request, the 4096-byte Set-Cookie limit found by
+search, chunking, migration from Starlette's own cookies, the weak-secret
+warning, the readable :class:`SignedCookieStore` (signed with the HKDF signing
+key) and ``python -m asgi_sessions inspect``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
+import hmac
 import json
 import logging
 import time
@@ -39,9 +47,10 @@ from starlette.types import Receive, Scope, Send
 from asgi_sessions import SessionMiddleware, crypto
 from asgi_sessions.__main__ import main
 from asgi_sessions._record import COOKIE_HEAD, pack_cookie
-from asgi_sessions.crypto import KeyRing, b64decode
+from asgi_sessions.crypto import KeyRing, b64decode, b64encode
 from asgi_sessions.errors import SessionTooLarge
 from asgi_sessions.stores import EncryptedCookieStore, SignedCookieStore
+from asgi_sessions.stores.cookie import CookieRefused
 from tests.apps import OTHER_SECRET, SECRET, Reply, SetCookie, call, set_cookies
 
 DATA = {"user": "alice-the-admin", "cart": ["sku-98765", "sku-43210"], "visits": 42}
@@ -111,9 +120,16 @@ def _raw(token: str) -> bytes:
 
 
 def _hkdf(secret: str, info: bytes, length: int = 32) -> bytes:
+    """HKDF-SHA256 as DESIGN §4 specifies it, computed here rather than by the library."""
     return HKDF(
         algorithm=hashes.SHA256(), length=length, salt=b"asgi_sessions/hkdf/v1", info=info
     ).derive(secret.encode("utf-8"))
+
+
+ENCRYPT_INFO = b"asgi_sessions/aes-256-gcm-siv"
+ENCRYPTION_KEY = _hkdf(SECRET, ENCRYPT_INFO)
+SIGNING_KEY = _hkdf(SECRET, b"asgi_sessions/hmac-sha256")
+KEY_ID = _hkdf(SECRET, b"asgi_sessions/key-id", 4)
 
 
 # -- token layout --------------------------------------------------------------------
@@ -125,7 +141,8 @@ def test_token_is_version_keyid_nonce_ciphertext_in_unpadded_base64url() -> None
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
     raw = _raw(token)
     assert raw == base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    assert raw[0] == 1
+    assert b64encode(raw) == token
+    assert raw[0] == crypto.FORMAT_VERSION == 1
     plaintext = KeyRing(SECRET).open(raw, b"session")
     assert plaintext is not None
     # version (1) + key id (4) + nonce (12) + ciphertext (same length as plaintext) + tag (16)
@@ -137,24 +154,61 @@ def test_key_id_is_shared_by_one_secret_and_differs_for_another() -> None:
     other = _raw(_issue({"a": 1}, secret_key=OTHER_SECRET))
     assert first[1:5] == second[1:5]
     assert other[1:5] != first[1:5]
-    assert first[1:5] == _hkdf(SECRET, b"asgi_sessions/key-id", 4)
+    assert first[1:5] == KEY_ID
 
 
 def test_every_cookie_gets_its_own_nonce() -> None:
-    nonces = {_raw(_issue())[5:17] for _ in range(20)}
-    assert len(nonces) == 20
+    """The same session, from 20 fresh apps and then 20 times from one app."""
+    nonces = [_raw(_issue())[5:17] for _ in range(20)]
+    app = _app(_update(DATA))
+    nonces += [_raw(set_cookies(_request(app))["session"].value)[5:17] for _ in range(20)]
+    assert len(set(nonces)) == 40
     assert all(len(nonce) == 12 for nonce in nonces)
 
 
 def test_no_session_value_is_visible_in_the_cookie_text_or_its_bytes() -> None:
     token = _issue()
     raw = _raw(token)
-    for needle in ("alice-the-admin", "alice", "sku-98765", "sku-43210", "user", "cart"):
+    for needle in ("alice-the-admin", "alice", "sku-98765", "sku-43210", "user", "cart", "visits"):
         assert needle not in token
         assert needle.encode() not in raw
         assert base64.b64encode(needle.encode()).decode()[:6] not in token
     assert b"42" not in raw[17:]  # hardly meaningful, but the JSON is not there verbatim
     assert b'"visits"' not in raw
+    # Not even eight consecutive bytes of the serialised session survive.
+    plain = json.dumps(DATA, separators=(",", ":")).encode("utf-8")
+    assert not any(plain[i : i + 8] in raw for i in range(len(plain) - 7))
+
+
+# -- the base64url spelling ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", range(0, 9))
+def test_b64_round_trips_without_padding(size: int) -> None:
+    data = bytes(range(250, 250 - size, -1))
+    text = b64encode(data)
+    assert "=" not in text
+    assert b64decode(text) == data
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["QQ==", "QR", "QUF", "QUJ", "Q", "Q+E", "Q/E", "QU E", "QUé", "QU\n"],
+    ids=[
+        "padded",
+        "noncanonical-2",
+        "noncanonical-3a",
+        "noncanonical-3b",
+        "one-char",
+        "plus",
+        "slash",
+        "space",
+        "non-ascii",
+        "newline",
+    ],
+)
+def test_b64_refuses_all_but_the_canonical_spelling(text: str) -> None:
+    assert b64decode(text) is None
 
 
 # -- per-purpose keys ----------------------------------------------------------------
@@ -163,30 +217,58 @@ def test_no_session_value_is_visible_in_the_cookie_text_or_its_bytes() -> None:
 def test_encryption_signing_and_key_id_use_distinct_hkdf_infos_and_keys() -> None:
     infos = {crypto._INFO_ENCRYPT, crypto._INFO_SIGN, crypto._INFO_KEY_ID}
     assert len(infos) == 3
-    encryption = _hkdf(SECRET, crypto._INFO_ENCRYPT)
-    signing = _hkdf(SECRET, crypto._INFO_SIGN)
-    key_id = _hkdf(SECRET, crypto._INFO_KEY_ID, 4)
-    assert encryption != signing
-    assert key_id not in (encryption[:4], signing[:4])
     key = KeyRing(SECRET)._keys[0]
-    assert key.mac_key == signing
-    assert key.key_id == key_id
-    assert SECRET.encode() not in (encryption, signing)
+    assert key.mac_key == SIGNING_KEY
+    assert key.key_id == KEY_ID
+    keys = {ENCRYPTION_KEY, SIGNING_KEY, KEY_ID, SECRET.encode()[:32]}
+    assert len(keys) == 4  # no two purposes share key material, and none is the secret
+    assert KEY_ID not in (ENCRYPTION_KEY[:4], SIGNING_KEY[:4])
 
 
-def test_cookie_decrypts_with_the_encryption_key_and_not_with_the_signing_key() -> None:
+def test_str_and_bytes_secrets_derive_the_same_keys() -> None:
+    text, raw = KeyRing(SECRET)._keys[0], KeyRing(SECRET.encode())._keys[0]
+    assert text.key_id == raw.key_id == KEY_ID
+    assert text.mac_key == raw.mac_key == SIGNING_KEY
+    sealed = KeyRing(SECRET).seal(b"payload", b"session")
+    assert KeyRing(SECRET.encode()).open(sealed, b"session") == (b"payload", False)
+
+
+def test_cookie_decrypts_with_the_hkdf_encryption_key_and_nothing_else() -> None:
     raw = _raw(_issue())
     nonce, body, aad = raw[5:17], raw[17:], raw[:5] + b"session"
-    plaintext = AESGCMSIV(_hkdf(SECRET, crypto._INFO_ENCRYPT)).decrypt(nonce, body, aad)
+    plaintext = AESGCMSIV(ENCRYPTION_KEY).decrypt(nonce, body, aad)
     assert json.loads(plaintext[COOKIE_HEAD.size :]) == DATA
-    for wrong in (crypto._INFO_SIGN, b"asgi_sessions/other"):
+    # version (1) + key id (4) + nonce (12) + ciphertext (same length as plaintext) + tag (16)
+    assert len(raw) == 1 + 4 + 12 + len(plaintext) + 16
+    for wrong_key in (
+        SIGNING_KEY,
+        _hkdf(SECRET, b"asgi_sessions/other"),
+        _hkdf(OTHER_SECRET, ENCRYPT_INFO),
+        SECRET.encode()[:32],  # the raw secret is never the key
+    ):
         with pytest.raises(InvalidTag):
-            AESGCMSIV(_hkdf(SECRET, wrong)).decrypt(nonce, body, aad)
-    with pytest.raises(InvalidTag):  # the raw secret is never the key
-        AESGCMSIV(SECRET.encode()[:32]).decrypt(nonce, body, aad)
+            AESGCMSIV(wrong_key).decrypt(nonce, body, aad)
 
 
-# -- the cookie name is bound into the token ------------------------------------------
+# -- the AAD binds the version byte, key id and cookie name ---------------------------
+
+
+@pytest.mark.parametrize(
+    "aad",
+    [b"session", b"\x01" + KEY_ID, b"\x02" + KEY_ID + b"session", b"\x01" + KEY_ID + b"other"],
+    ids=["without-header", "without-name", "other-version", "other-name"],
+)
+def test_aad_binds_version_key_id_and_cookie_name(aad: bytes) -> None:
+    raw = _raw(_issue())
+    assert AESGCMSIV(ENCRYPTION_KEY).decrypt(raw[5:17], raw[17:], raw[:5] + b"session")
+    with pytest.raises(InvalidTag):
+        AESGCMSIV(ENCRYPTION_KEY).decrypt(raw[5:17], raw[17:], aad)
+
+
+def test_version_byte_is_checked() -> None:
+    forged = b64encode(b"\x02" + _raw(_issue())[1:])
+    with pytest.raises(CookieRefused, match="does not verify"):
+        EncryptedCookieStore(SECRET).open(forged, "session", None)
 
 
 def test_token_issued_under_one_name_is_refused_under_another(
@@ -428,6 +510,13 @@ def test_signed_cookie_is_readable_by_base64_decoding() -> None:
     payload = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
     assert json.loads(payload[COOKIE_HEAD.size :]) == DATA
     assert _read(token, store=SignedCookieStore(SECRET)) == (DATA, {})
+
+
+def test_signed_cookie_is_signed_with_the_hkdf_signing_key() -> None:
+    token = _issue(store=SignedCookieStore(SECRET))
+    body, _, signature = token.partition(".")
+    expected = hmac.new(SIGNING_KEY, b"session\x00" + body.encode(), hashlib.sha256).digest()
+    assert _raw(signature) == KEY_ID + expected
 
 
 def test_tampered_signed_cookie_is_refused() -> None:
