@@ -24,6 +24,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message
 
 from asgi_sessions import SessionMiddleware
@@ -35,6 +36,7 @@ __all__ = [
     "SECRET",
     "WRITES",
     "Backend",
+    "ClientFactory",
     "CountingCookieStore",
     "CountingStore",
     "RawResponse",
@@ -377,6 +379,10 @@ class Backend:
         """The counted cookie store (cookie backends only)."""
         assert isinstance(self.store, CountingCookieStore)
         return self.store
+
+
+ClientFactory = Callable[..., TestClient]
+"""The type of the ``make_client`` fixture (``tests/conftest.py``)."""
 
 
 def make_backend(kind: str, **store_kwargs: Any) -> Backend:

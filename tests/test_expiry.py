@@ -12,8 +12,7 @@ timeouts) using the real cipher and the real store.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +26,7 @@ from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.serializers import JSONSerializer
 from tests.instrumented import (
     Backend,
+    ClientFactory,
     Handler,
     cookie_line,
     cookie_value,
@@ -127,25 +127,6 @@ def test_expiry_arithmetic_with_explicit_arguments() -> None:
 
 
 # -- through the middleware, cookie store and MemoryStore ----------------------------
-
-
-@pytest.fixture(params=["cookie", "memory"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return make_backend(request.param)
-
-
-ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client(backend: Backend) -> Iterator[ClientFactory]:
-    with ExitStack() as stack:
-
-        def make(routes: dict[str, Handler], **middleware: Any) -> TestClient:
-            app = session_app(routes, store=backend.store, **middleware)
-            return stack.enter_context(TestClient(app))
-
-        yield make
 
 
 def _session(request: Request) -> Session:

@@ -9,7 +9,7 @@ autoload.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from typing import Any
 
@@ -20,7 +20,14 @@ from starlette.testclient import TestClient
 
 from asgi_sessions import Session
 from asgi_sessions.crypto import store_key
-from tests.instrumented import Backend, Handler, cookie_line, in_loop, make_backend, session_app
+from tests.instrumented import (
+    Backend,
+    ClientFactory,
+    Handler,
+    cookie_line,
+    in_loop,
+    session_app,
+)
 
 
 def _session(request: Request) -> Session:
@@ -86,16 +93,9 @@ ROUTES: dict[str, Handler] = {
 }
 
 
-@pytest.fixture(params=["cookie", "memory"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return make_backend(request.param)
-
-
-ClientFactory = Callable[..., TestClient]
-
-
 @pytest.fixture
 def make_client(backend: Backend) -> Iterator[ClientFactory]:
+    """This module's clients: its own routes, no autoload, server errors as 500s."""
     with ExitStack() as stack:
 
         def make(**middleware: Any) -> TestClient:

@@ -10,8 +10,7 @@ async mirrors, bad cookies), with the modified/accessed flags of Starlette's
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,12 +21,10 @@ from asgi_sessions import Session
 from asgi_sessions.crypto import new_session_id, store_key
 from tests.instrumented import (
     Backend,
-    Handler,
+    ClientFactory,
     cookie_line,
     cookie_value,
     in_loop,
-    make_backend,
-    session_app,
 )
 
 # -- the flags after each operation -------------------------------------------------
@@ -286,26 +283,6 @@ async def test_async_reads_do_not_modify() -> None:
 
 
 # -- through the middleware, for the cookie store and MemoryStore --------------------
-
-
-@pytest.fixture(params=["cookie", "memory"])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    return make_backend(request.param)
-
-
-ClientFactory = Callable[..., TestClient]
-
-
-@pytest.fixture
-def make_client(backend: Backend) -> Iterator[ClientFactory]:
-    """Build a TestClient (one event loop for all its requests) over ``routes``."""
-    with ExitStack() as stack:
-
-        def make(routes: dict[str, Handler], **middleware: Any) -> TestClient:
-            app = session_app(routes, store=backend.store, **middleware)
-            return stack.enter_context(TestClient(app))
-
-        yield make
 
 
 async def _dump(request: Request) -> dict[str, Any]:
