@@ -49,10 +49,11 @@ async def _redis(prefix: str) -> SessionStore:
     return RedisStore(REDIS_URL, prefix=prefix)
 
 
-async def _drop_redis(prefix: str) -> None:
+async def drop_redis_keys(prefix: str, url: str = REDIS_URL) -> None:
+    """Delete every key under ``prefix`` (a test's own namespace) on the Redis at ``url``."""
     from redis.asyncio import Redis
 
-    client = Redis.from_url(REDIS_URL)
+    client = Redis.from_url(url)
     try:
         keys = [key async for key in client.scan_iter(match=prefix + "*")]
         if keys:
@@ -116,7 +117,7 @@ async def store_factory(name: str, tmp_path: Path) -> AsyncIterator[SessionStore
     finally:
         await store.close()
         if name == "redis":
-            await _drop_redis(f"test:{suffix}:")
+            await drop_redis_keys(f"test:{suffix}:")
         elif name in ("postgres", "mysql"):
             await _drop_table(
                 POSTGRES_URL if name == "postgres" else MYSQL_URL, f"sessions_{suffix}"

@@ -36,6 +36,7 @@ from asgi_sessions import SessionMiddleware
 from asgi_sessions.errors import ImproperlyConfigured, SessionStoreUnavailable
 from asgi_sessions.stores import RedisStore
 from asgi_sessions.testing import StoreConformance, new_key
+from tests.backends import drop_redis_keys
 
 from .redis_fixtures import RedisClusterNodes, RedisSentinel
 from .redis_servers import RedisServer, cli, require_redis_binaries
@@ -53,16 +54,6 @@ def anyio_backend() -> str:
 def _prefix() -> str:
     """A namespace of this test's own on a server other tests share."""
     return f"test:{secrets.token_hex(4)}:"
-
-
-async def _drop(url: str, prefix: str) -> None:
-    client = Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=prefix + "*")]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 def _all_operations(store: RedisStore, key: str) -> dict[str, Operation]:
@@ -111,7 +102,7 @@ class TestLocalRedisConformance(StoreConformance):
         store = RedisStore(redis_url, prefix=prefix)
         yield store
         await store.close()
-        await _drop(redis_url, prefix)
+        await drop_redis_keys(prefix, redis_url)
 
 
 class TestClusterConformance(StoreConformance):
