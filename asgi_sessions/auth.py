@@ -13,7 +13,10 @@ over one of those): cookie sessions live only in browsers, so no server can
 find them, which is the main reason to choose a server store.
 
 Never knows: users, passwords or requests; it works on a
-:class:`~asgi_sessions.Session`.
+:class:`~asgi_sessions.Session`. Each function takes ``request.session`` as
+Starlette types it (a ``dict``), so ``await login(request.session, user.id)``
+type-checks as written; a session that is not ours (Starlette's middleware in
+front of the app) raises :class:`~asgi_sessions.errors.ImproperlyConfigured`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any, Final
 
 from .crypto import store_key, user_key
 from .errors import UnsupportedOperation
+from .middleware import session_of
 from .session import USER_KEY, Session
 from .stores.base import SessionStore
 
@@ -41,7 +45,7 @@ AUTH_TIME_KEY: Final = "_auth_time"
 sensitive actions ("sudo mode")."""
 
 
-async def login(session: Session, user_id: str | int, **extra: Any) -> None:
+async def login(session: Session | dict[str, Any], user_id: str | int, **extra: Any) -> None:
     """Log ``user_id`` in: a new session id, the user and the login time stored.
 
     The session's data is kept (a cart filled before login survives), but it
@@ -53,6 +57,7 @@ async def login(session: Session, user_id: str | int, **extra: Any) -> None:
     a store with a user index the new session is linked to ``user_id``, so
     :func:`logout_everywhere` and :func:`revoke_user` can find it.
     """
+    session = session_of(session)
     await session.load()
     current = session.get(USER_KEY)
     if current is not None and current != user_id:
@@ -65,11 +70,12 @@ async def login(session: Session, user_id: str | int, **extra: Any) -> None:
         session[key] = value
 
 
-async def logout(session: Session) -> None:
+async def logout(session: Session | dict[str, Any]) -> None:
     """Log out: the session is emptied, its record deleted and its cookie removed.
 
     Needs no load, so with a server store it costs exactly one delete.
     """
+    session = session_of(session)
     await session.aflush()
 
 
@@ -87,7 +93,9 @@ def _indexed(store: SessionStore | None) -> SessionStore:
     return store
 
 
-async def logout_everywhere(session: Session, *, keep_current: bool = False) -> int:
+async def logout_everywhere(
+    session: Session | dict[str, Any], *, keep_current: bool = False
+) -> int:
     """End every session of the logged-in user; return how many other sessions ended.
 
     With ``keep_current=False`` (the default) this session ends too, as with
@@ -100,6 +108,7 @@ async def logout_everywhere(session: Session, *, keep_current: bool = False) -> 
     logged in, so a misconfiguration shows up at once. Costs one load and
     two round trips to the store (Redis; one transaction in SQL).
     """
+    session = session_of(session)
     store = _indexed(session.store)
     await session.load()
     user = session.get(USER_KEY)
@@ -126,6 +135,7 @@ async def revoke_user(store: SessionStore, user_id: str | int) -> int:
     return len(await _indexed(store).delete_user(user_key(user_id)))
 
 
-async def user_of(session: Session) -> Any:
+async def user_of(session: Session | dict[str, Any]) -> Any:
     """The logged-in user id, or ``None``."""
+    session = session_of(session)
     return await session.aget(USER_KEY)

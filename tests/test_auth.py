@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.auth import AUTH_TIME_KEY, USER_KEY, login, logout, user_of
 from asgi_sessions.stores import MemoryStore
 
@@ -29,7 +29,7 @@ def make_app(**options: Any) -> Starlette:
         return JSONResponse({})
 
     async def cart(request: Request) -> Response:
-        await request.session.aset("cart", [1, 2])
+        await session_of(request).aset("cart", [1, 2])
         return JSONResponse({})
 
     async def me(request: Request) -> Response:
@@ -92,3 +92,31 @@ def test_logout_removes_everything(options: dict[str, Any]) -> None:
             assert client.get("/me").json() == {"user": None}
             assert len(options["store"]) == 0
         assert USER_KEY not in client.get("/me").json()
+
+
+def test_behind_starlettes_middleware_the_helpers_say_what_is_missing() -> None:
+    """A plain dict session (Starlette's middleware) is refused with the reason, not an
+    AttributeError from deep inside, and nothing is half done."""
+    from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
+
+    from asgi_sessions.auth import logout_everywhere
+    from asgi_sessions.errors import ImproperlyConfigured
+
+    async def view(request: Request) -> Response:
+        request.session["kept"] = True
+        for call in (
+            login(request.session, "alice"),
+            logout(request.session),
+            logout_everywhere(request.session),
+            user_of(request.session),
+        ):
+            with pytest.raises(ImproperlyConfigured, match="SessionMiddleware"):
+                await call
+        return JSONResponse(dict(request.session))
+
+    app = Starlette(
+        routes=[Route("/", view)],
+        middleware=[Middleware(StarletteSessions, secret_key=SECRET)],
+    )
+    with TestClient(app) as client:
+        assert client.get("/").json() == {"kept": True}

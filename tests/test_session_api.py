@@ -612,6 +612,7 @@ def test_session_of_gives_the_typed_session_of_requests_and_websockets() -> None
         session = session_of(request)
         assert session is request.session
         assert session is session_of(request.scope)
+        assert session is session_of(request.session)
         await session.aset("n", 1)
         return JSONResponse({"type": type(session).__name__})
 
