@@ -23,6 +23,7 @@ import secrets
 import statistics
 import sys
 import time
+from typing import Any
 
 REDIS_URL = os.environ.get("ASGI_SESSIONS_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -100,7 +101,7 @@ async def postgres_scale(sizes: list[int]) -> None:
     async def bulk(new: list[str], expires_at: int) -> None:
         async with engine.begin() as connection:
             raw = await connection.get_raw_connection()
-            driver = raw.driver_connection
+            driver: Any = raw.driver_connection  # asyncpg's connection: COPY
             await driver.copy_records_to_table(
                 table,
                 records=[(key, PAYLOAD, expires_at) for key in new],

@@ -22,6 +22,7 @@ import secrets
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from bench_inprocess import ROUTES, Browser, _routes, report, request
@@ -67,7 +68,7 @@ async def build_variants(
         cleanup.append(connection)
     except Exception as exc:
         print(f"starsessions-redis skipped: {exc}", file=sys.stderr)
-    stores = {
+    stores: dict[str, Callable[[], ours.SessionStore]] = {
         "ours-redis": lambda: ours.RedisStore(REDIS_URL, prefix=PREFIX),
         "ours-sqlite": lambda: ours.SQLStore(f"sqlite+aiosqlite:///{tmp}/sessions.db"),
         "ours-postgres": lambda: ours.SQLStore(POSTGRES_URL, table_name=TABLE),

@@ -85,7 +85,7 @@ USERS = 64
 
 def seed_cookie(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/seed", timeout=5) as response:
-        header = response.headers.get("set-cookie")
+        header: str | None = response.headers.get("set-cookie")
     assert header, "no session cookie"
     return header.split(";", 1)[0]
 

@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.__main__ import main
 from asgi_sessions.errors import ImproperlyConfigured
 from asgi_sessions.stores import FileStore, MemoryStore, SessionStore, store_from_url
@@ -139,7 +139,7 @@ def test_a_store_built_from_a_url_is_closed_at_shutdown(
     monkeypatch.setattr(SQLStore, "close", watched_close)
 
     async def view(request: Request) -> Response:
-        await request.session.aset("a", 1)
+        await session_of(request).aset("a", 1)
         return PlainTextResponse("ok")
 
     def app_for(store: Any) -> Starlette:

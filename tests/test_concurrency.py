@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.stores import SessionStore
 from tests.backends import STORES, store_factory
 
@@ -77,7 +77,7 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         return PlainTextResponse("ok")
 
     async def logout(request: Request) -> Response:
-        request.session.flush()
+        session_of(request).flush()
         return PlainTextResponse("bye")
 
     async def view(request: Request) -> Response:

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.crypto import store_key
 from asgi_sessions.events import SessionEvent, id_hash
 from asgi_sessions.stores import MemoryStore
@@ -42,17 +42,17 @@ async def _untouched(request: Request) -> Response:
 
 
 async def _cycle(request: Request) -> Response:
-    await request.session.acycle_key()
+    await session_of(request).acycle_key()
     return PlainTextResponse("cycled")
 
 
 async def _flush(request: Request) -> Response:
-    await request.session.aflush()
+    await session_of(request).aflush()
     return PlainTextResponse("flushed")
 
 
 async def _flush_then_fail(request: Request) -> Response:
-    await request.session.aflush()
+    await session_of(request).aflush()
     return PlainTextResponse("boom", status_code=500)
 
 

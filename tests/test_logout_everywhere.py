@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.auth import login, logout_everywhere, revoke_user, user_of
 from asgi_sessions.crypto import user_key
 from asgi_sessions.errors import UnsupportedOperation
@@ -43,11 +43,11 @@ def anyio_backend() -> str:
 @contextlib.asynccontextmanager
 async def indexed_store(name: str, tmp_path: Path) -> AsyncIterator[SessionStore]:
     if name == "write-through-sql":
-        store = WriteThroughStore(MemoryStore(), SQLStore(f"sqlite+aiosqlite:///{tmp_path}/db"))
+        layered = WriteThroughStore(MemoryStore(), SQLStore(f"sqlite+aiosqlite:///{tmp_path}/db"))
         try:
-            yield store
+            yield layered
         finally:
-            await store.close()
+            await layered.close()
         return
     async with store_factory(name, tmp_path) as store:
         yield store
@@ -64,7 +64,7 @@ def make_app(**options: Any) -> Starlette:
         return JSONResponse({"ended": await logout_everywhere(request.session, keep_current=keep)})
 
     async def cycle(request: Request) -> Response:
-        await request.session.acycle_key()
+        await session_of(request).acycle_key()
         return JSONResponse({})
 
     async def me(request: Request) -> Response:

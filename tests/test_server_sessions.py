@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asgi_sessions import Session, SessionMiddleware
+from asgi_sessions import Session, SessionMiddleware, session_of
 from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
 from asgi_sessions.stores import MemoryStore, SessionStore
@@ -654,9 +654,9 @@ def test_setting_modified_by_hand_saves_a_nested_change(by_hand: bool) -> None:
     async def nested(request: Request) -> Response:
         request.session["cart"].append("tea")  # invisible to the session
         if by_hand:
-            request.session.modified = True
+            session_of(request).modified = True
         else:
-            request.session.mark_modified()
+            session_of(request).mark_modified()
         return PlainTextResponse("ok")
 
     async def show(request: Request) -> Response:

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.testing import aread_session, aseed_session, read_session, seed_session
 from tests.backends import store_factory
 
@@ -29,11 +29,11 @@ SECRET = "testing-helpers-secret-0123456789abcdefgh"
 
 def make_app(**options: Any) -> Starlette:
     async def show(request: Request) -> Response:
-        await request.session.load()
+        await session_of(request).load()
         return JSONResponse(dict(request.session))
 
     async def add(request: Request) -> Response:
-        await request.session.load()
+        await session_of(request).load()
         request.session["cart"] = [*request.session.get("cart", []), "tea"]
         return JSONResponse(dict(request.session))
 

@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 
-from asgi_sessions import Session, SessionMiddleware
+from asgi_sessions import Session, SessionMiddleware, session_of
 from asgi_sessions.crypto import new_session_id
 from asgi_sessions.errors import SessionError
 from asgi_sessions.stores import (
@@ -87,7 +87,7 @@ async def read_route(request: Request) -> Response:
 
 
 async def logout_route(request: Request) -> Response:
-    request.session.flush()
+    session_of(request).flush()
     return JSONResponse({"ok": True})
 
 

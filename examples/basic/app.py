@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 
 # DEV ONLY: a fixed key so sessions survive `--reload`. Anyone can read this
 # file, so anyone could forge sessions for an app that uses it: in production
@@ -83,7 +83,9 @@ async def test_cookie(request: Request) -> JSONResponse:
     cookies and a login could never stick, so say so instead of failing
     mysteriously.
     """
-    session = request.session
+    # request.session, typed as our Session: Starlette types it as a plain
+    # dict, so a type checker would not know the Django-style methods.
+    session = session_of(request)
     if request.method == "GET":
         session.set_test_cookie()
         return JSONResponse({"next": "POST /test-cookie"})
@@ -131,7 +133,7 @@ async def visits(request: Request) -> JSONResponse:
 
 async def flush(request: Request) -> JSONResponse:
     """Forget everything: the response deletes the cookie. This is logout."""
-    request.session.flush()
+    session_of(request).flush()
     return JSONResponse({"session": {}})
 
 

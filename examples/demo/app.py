@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 
 SECRET_KEY = os.environ.get("DEMO_SECRET_KEY") or secrets.token_urlsafe(32)
 
@@ -114,7 +114,8 @@ async def visits(request: Request) -> Response:
 
 
 async def test_cookie(request: Request) -> Response:
-    session = request.session
+    # request.session, typed as our Session (Starlette types it as a dict).
+    session = session_of(request)
     if request.query_params.get("check"):
         if session.test_cookie_worked():
             session.delete_test_cookie()
@@ -133,7 +134,7 @@ async def login(request: Request) -> Response:
         name = form.get("username", "").strip()
         if not name:
             return page("Log in", "<p>Enter a name.</p>", 400)
-        session = request.session
+        session = session_of(request)
         session.cycle_key()  # new identity on privilege change: no session fixation
         session["user"] = name
         return RedirectResponse("/", status_code=303)
@@ -144,7 +145,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    request.session.flush()
+    session_of(request).flush()
     return RedirectResponse("/", status_code=303)
 
 

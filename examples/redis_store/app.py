@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.auth import login, logout, user_of
 from asgi_sessions.errors import SessionStoreUnavailable
 from asgi_sessions.stores import RedisStore
@@ -57,7 +57,9 @@ async def product(request: Request) -> Response:
     sku = request.path_params["sku"]
     if sku not in PRODUCTS:
         return JSONResponse({"error": f"no product {sku!r}"}, status_code=404)
-    session = request.session
+    # request.session, typed as our Session: Starlette types it as a plain
+    # dict, so a type checker would not know aget/aset.
+    session = session_of(request)
     recent = [s for s in await session.aget("recent", []) if s != sku]
     await session.aset("recent", [*recent, sku][-RECENT:])
     return JSONResponse({"sku": sku, "name": PRODUCTS[sku]})
@@ -65,7 +67,7 @@ async def product(request: Request) -> Response:
 
 async def recent(request: Request) -> Response:
     """The other style: load once, then use the session as a plain dict."""
-    session = request.session
+    session = session_of(request)
     await session.load()  # without this, session.get() raises SessionNotLoaded
     return JSONResponse({"recent": session.get("recent", [])})
 

@@ -121,7 +121,7 @@ class TestClusterConformance(StoreConformance):
 
 
 def _sentinel_client(sentinel: RedisSentinel, **options: Any) -> Redis:
-    manager = Sentinel(  # type: ignore[no-untyped-call]
+    manager = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
         [("127.0.0.1", sentinel.port)], socket_timeout=2, **options
     )
     client: Redis = manager.master_for(sentinel.name)

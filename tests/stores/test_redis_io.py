@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.stores import RedisStore
 
 from .redis_servers import RedisServer, require_redis_binaries
@@ -59,18 +59,19 @@ def make_app(server: RedisServer, **options: Any) -> Starlette:
         return PlainTextResponse("ok")
 
     async def read(request: Request) -> Response:
-        return PlainTextResponse(str(await request.session.aget("user")))
+        return PlainTextResponse(str(await session_of(request).aget("user")))
 
     async def write(request: Request) -> Response:
-        await request.session.aset("counter", (await request.session.aget("counter", 0)) + 1)
+        session = session_of(request)
+        await session.aset("counter", (await session.aget("counter", 0)) + 1)
         return PlainTextResponse("ok")
 
     async def login(request: Request) -> Response:
-        await request.session.aset("user", "alice")
+        await session_of(request).aset("user", "alice")
         return PlainTextResponse("ok")
 
     async def logout(request: Request) -> Response:
-        request.session.flush()
+        session_of(request).flush()
         return PlainTextResponse("bye")
 
     return Starlette(
