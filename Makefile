@@ -17,7 +17,7 @@ RESULTS := benchmarks/.results
 help:
 	@echo "make demo   - serve the demo app on http://127.0.0.1:8000 (encrypted cookie sessions)"
 	@echo "make test   - ruff, mypy --strict, the docs build, then the whole test suite (PYTEST_ARGS='-x -k foo')"
-	@echo "make check  - ruff, and mypy --strict over the package, examples, tests and benchmarks"
+	@echo "make check  - ruff (lint and format), and mypy --strict over the package, examples, tests and benchmarks"
 	@echo "make docs   - build the documentation site strictly (make docs-serve: live on :8001)"
 	@echo "make bench  - the in-process benchmark, by hand, never in CI (BENCH_ARGS='--rounds 60')"
 	@echo "make clean  - remove the virtualenv and caches"
@@ -41,6 +41,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 # The package, examples, tests and benchmarks (the files in pyproject.toml),
 # then the example plugin as the package it installs.
