@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Awaitable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,21 +57,26 @@ _IN_WEBSOCKET = (
 )
 
 
-def session_of(connection: HTTPConnection | Scope | dict[str, Any]) -> Session:
+def session_of(connection: HTTPConnection | Scope) -> Session:
     """The session of a request, websocket or raw scope, typed as :class:`Session`.
 
     Starlette types ``request.session`` as a plain ``dict``, so under a type
     checker Django-style calls (``await session.aget(...)``, ``flush()``)
-    need this: ``session = session_of(request)``. ``request.session`` itself
-    is accepted too and returned as it is. Raises
-    :class:`~asgi_sessions.errors.ImproperlyConfigured` when no
+    need this: ``session = session_of(request)``. From a request or
+    websocket it is ``request.session`` exactly, marking the session accessed
+    (so the response gets ``Vary: Cookie``); from a raw scope it marks
+    nothing. ``request.session`` itself is accepted too and returned as it
+    is. Raises :class:`~asgi_sessions.errors.ImproperlyConfigured` when no
     :class:`SessionMiddleware` runs in front of the app (Starlette's own
     middleware puts a plain ``dict`` there, which has none of the methods).
     """
     if isinstance(connection, Session):
         return connection
-    scope = connection.scope if isinstance(connection, HTTPConnection) else connection
-    session = scope.get("session")
+    if isinstance(connection, HTTPConnection):
+        typed = session_of(connection.scope)
+        typed.mark_accessed()  # what Starlette's request.session does
+        return typed
+    session = connection.get("session")
     if not isinstance(session, Session):
         raise ImproperlyConfigured(
             "no asgi_sessions session in this scope: add asgi_sessions.SessionMiddleware "
