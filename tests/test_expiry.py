@@ -20,7 +20,7 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from asgi_sessions import Session
+from asgi_sessions import Session, session_of
 from asgi_sessions._record import COOKIE_HEAD, decode_frames, encode_frame, frame_bytes, pack_cookie
 from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.serializers import JSONSerializer
@@ -129,12 +129,6 @@ def test_expiry_arithmetic_with_explicit_arguments() -> None:
 # -- through the middleware, cookie store and MemoryStore ----------------------------
 
 
-def _session(request: Request) -> Session:
-    session = request.session
-    assert isinstance(session, Session)
-    return session
-
-
 EXPIRY_VALUES: dict[str, Callable[[], Any]] = {
     "none": lambda: None,
     "int": lambda: 300,
@@ -150,14 +144,14 @@ EXPIRY_VALUES: dict[str, Callable[[], Any]] = {
 
 
 async def _expire(request: Request) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     session["user"] = "alice"
     session.set_expiry(EXPIRY_VALUES[request.query_params["kind"]]())
     return {}
 
 
 async def _dump(request: Request) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     await session.load()
     return {
         "data": dict(session),
@@ -168,7 +162,7 @@ async def _dump(request: Request) -> dict[str, Any]:
 
 
 async def _touch(request: Request) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     session["n"] = session.get("n", 0) + 1
     return {}
 
@@ -365,7 +359,7 @@ def test_absolute_timeout_is_enforced(make_client: ClientFactory, backend: Backe
 
 def test_absolute_timeout_survives_cycle_key(make_client: ClientFactory, backend: Backend) -> None:
     async def cycle(request: Request) -> dict[str, Any]:
-        _session(request).cycle_key()
+        session_of(request).cycle_key()
         return {}
 
     client = make_client({**ROUTES, "/cycle": cycle}, max_age=3600, absolute_timeout=60)

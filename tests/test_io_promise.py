@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.testclient import TestClient
 
-from asgi_sessions import Session
+from asgi_sessions import session_of
 from asgi_sessions.crypto import store_key
 from tests.instrumented import (
     Backend,
@@ -30,49 +30,38 @@ from tests.instrumented import (
 )
 
 
-def _session(request: Request) -> Session:
-    session = request.scope["session"]  # not request.session: that marks it accessed
-    assert isinstance(session, Session)
-    return session
-
-
 async def untouched(request: Request) -> Response:
     return PlainTextResponse("ok")
 
 
 async def read(request: Request) -> dict[str, Any]:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.load()
     await session.load()  # idempotent
     return {"a": session.get("a"), "b": session.get("b"), "keys": sorted(session)}
 
 
 async def write(request: Request) -> dict[str, Any]:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.load()
     session["a"] = session.get("a", 0) + 1
     return {}
 
 
 async def flush(request: Request) -> dict[str, Any]:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     session.flush()
     return {}
 
 
 async def fail(request: Request) -> Response:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.aset("a", "half a change")
     return PlainTextResponse("boom", status_code=int(request.query_params["status"]))
 
 
 async def crash(request: Request) -> Response:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.aset("a", "half a change")
     raise RuntimeError("the app failed")
 

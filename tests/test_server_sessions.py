@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asgi_sessions import Session, SessionMiddleware, session_of
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
 from asgi_sessions.stores import MemoryStore, SessionStore
@@ -62,14 +62,8 @@ def _memory() -> CountingStore:
     return make_backend("memory").counting
 
 
-def _session(request: Request) -> Session:
-    session = request.session
-    assert isinstance(session, Session)
-    return session
-
-
 async def seed(request: Request) -> dict[str, Any]:
-    _session(request)["user"] = "alice"
+    session_of(request)["user"] = "alice"
     return {}
 
 
@@ -79,20 +73,20 @@ async def sync_read(request: Request) -> dict[str, Any]:
 
 
 async def load_then_read(request: Request) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     await session.load()
     return {"user": session.get("user"), "data": dict(session)}
 
 
 async def write(request: Request) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     await session.load()
     session["n"] = session.get("n", 0) + 1
     return {}
 
 
 async def logout(request: Request) -> dict[str, Any]:
-    _session(request).flush()
+    session_of(request).flush()
     return {}
 
 
@@ -167,7 +161,7 @@ def test_autoload_false_requires_a_load() -> None:
 )
 def test_every_synchronous_access_before_load_raises(access: Any) -> None:
     async def route(request: Request) -> dict[str, Any]:
-        session = _session(request)
+        session = session_of(request)
         assert not session.is_loaded
         with pytest.raises(SessionNotLoaded):
             access(session)
@@ -295,7 +289,7 @@ async def test_logout_during_a_slow_request_is_not_undone() -> None:
     release = anyio.Event()
 
     async def slow(request: Request) -> dict[str, Any]:
-        _session(request)["cart"] = ["book"]
+        session_of(request)["cart"] = ["book"]
         reached.set()
         await release.wait()  # the response (and the commit) waits for this
         return {}
@@ -337,7 +331,7 @@ async def test_fifty_overlapping_requests_each_keep_their_key() -> None:
     async def add(request: Request) -> dict[str, Any]:
         nonlocal arrived
         index = request.path_params["index"]
-        session = _session(request)
+        session = session_of(request)
         assert session.is_loaded  # autoload: every request loaded the same record
         session[f"k{index}"] = int(index)
         arrived += 1
@@ -347,7 +341,7 @@ async def test_fifty_overlapping_requests_each_keep_their_key() -> None:
         return {}
 
     async def dump(request: Request) -> dict[str, Any]:
-        return dict(_session(request))
+        return dict(session_of(request))
 
     app = session_app(
         {"/seed": seed, "/add/{index}": add, "/dump": dump}, store=store, secret_key=None
@@ -387,8 +381,7 @@ def _late_app(store: Any, secret_key: str | None = None) -> tuple[SessionMiddlew
     errors: list[str] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        session = scope["session"]
-        assert isinstance(session, Session)
+        session = session_of(scope)
         await session.load()
         if scope["path"] == "/seed":
             session["user"] = "alice"
@@ -437,7 +430,7 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
 
 
 async def catch_then_write(request: Request) -> dict[str, Any]:
-    session = _session(request)
+    session = session_of(request)
     with contextlib.suppress(SessionStoreUnavailable):
         await session.load()
     try:
@@ -529,8 +522,7 @@ def test_commit_failure_is_a_503(failing: str, path: str, seeded: bool) -> None:
 
 async def ws_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
-    session = websocket.scope["session"]
-    assert isinstance(session, Session)
+    session = session_of(websocket)
     await session.load()
     await websocket.send_json({"data": dict(session)})
     command = await websocket.receive_text()

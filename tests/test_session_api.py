@@ -17,7 +17,7 @@ import pytest
 from starlette.requests import Request
 from starlette.testclient import TestClient
 
-from asgi_sessions import Session
+from asgi_sessions import Session, session_of
 from asgi_sessions.crypto import new_session_id, store_key
 from tests.instrumented import (
     Backend,
@@ -286,8 +286,7 @@ async def test_async_reads_do_not_modify() -> None:
 
 
 async def _dump(request: Request) -> dict[str, Any]:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.load()
     return {"data": dict(session), "key": session.session_key}
 
@@ -316,8 +315,7 @@ def test_operation_saves_only_when_it_modifies(
     modifies: bool,
 ) -> None:
     async def apply(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         operation(session)
         return {"modified": session.modified, "accessed": session.accessed}
 
@@ -353,8 +351,7 @@ def test_session_key_exists_only_once_committed(
     make_client: ClientFactory, backend: Backend
 ) -> None:
     async def store(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session["x"] = 1
         return {"key": session.session_key}
 
@@ -366,8 +363,7 @@ def test_session_key_exists_only_once_committed(
 
 def test_flush_logs_out(make_client: ClientFactory, backend: Backend) -> None:
     async def flush(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session.flush()
         return {"data": dict(session), "key": session.session_key}
 
@@ -393,8 +389,7 @@ def test_flush_then_new_data_gets_a_new_session(
     make_client: ClientFactory, backend: Backend
 ) -> None:
     async def relogin(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session.flush()
         session["user"] = "other"
         return {}
@@ -413,8 +408,7 @@ def test_flush_then_new_data_gets_a_new_session(
 
 def test_cycle_key_keeps_data_under_a_new_id(make_client: ClientFactory, backend: Backend) -> None:
     async def cycle(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         before = session.session_key
         session.cycle_key()
         return {"before": before, "data": dict(session)}
@@ -439,14 +433,12 @@ def test_cycle_key_keeps_data_under_a_new_id(make_client: ClientFactory, backend
 
 def test_test_cookie_across_requests(make_client: ClientFactory) -> None:
     async def set_test(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session.set_test_cookie()
         return {}
 
     async def check(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         worked = session.test_cookie_worked()
         if worked:
             session.delete_test_cookie()
@@ -463,20 +455,17 @@ def test_test_cookie_across_requests(make_client: ClientFactory) -> None:
 
 def test_is_empty_across_requests(make_client: ClientFactory) -> None:
     async def state(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         await session.load()
         return {"empty": session.is_empty()}
 
     async def store(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session["x"] = 1
         return {"empty": session.is_empty()}
 
     async def flush(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session.flush()
         return {"empty": session.is_empty()}
 
@@ -490,8 +479,7 @@ def test_is_empty_across_requests(make_client: ClientFactory) -> None:
 
 def test_async_mirrors_through_the_middleware(make_client: ClientFactory, backend: Backend) -> None:
     async def mirrors(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         assert await session.aget("a") == 1
         await session.aset("c", 3)
         assert await session.asetdefault("c", 99) == 3
@@ -507,14 +495,12 @@ def test_async_mirrors_through_the_middleware(make_client: ClientFactory, backen
         }
 
     async def acycle(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         await session.acycle_key()
         return {}
 
     async def aflush(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         await session.aflush()
         return {}
 
@@ -553,8 +539,7 @@ def test_nested_change_is_saved_only_when_marked(make_client: ClientFactory) -> 
         return {}
 
     async def mutate(request: Request) -> dict[str, Any]:
-        session = request.session
-        assert isinstance(session, Session)
+        session = session_of(request)
         session["cart"].append(2)
         if request.query_params.get("mark"):
             session.mark_modified()

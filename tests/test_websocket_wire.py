@@ -48,7 +48,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 
-from asgi_sessions import Session, SessionMiddleware, session_of
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.crypto import new_session_id
 from asgi_sessions.errors import SessionError
 from asgi_sessions.stores import (
@@ -72,16 +72,14 @@ on_wire = pytest.mark.asyncio(loop_scope="module")
 
 
 async def seed_route(request: Request) -> Response:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.load()
     session.update(await request.json())
     return JSONResponse({"data": dict(session)})
 
 
 async def read_route(request: Request) -> Response:
-    session = request.session
-    assert isinstance(session, Session)
+    session = session_of(request)
     await session.load()
     return JSONResponse({"data": dict(session)})
 
@@ -93,8 +91,7 @@ async def logout_route(request: Request) -> Response:
 
 async def _serve_commands(websocket: WebSocket) -> None:
     """Run the client's commands against the session, reporting every SessionError."""
-    session = websocket.scope["session"]
-    assert isinstance(session, Session)
+    session = session_of(websocket)
     while True:
         command = await websocket.receive_json()
         op = command["op"]
