@@ -55,6 +55,8 @@ _T = TypeVar("_T")
 _CLEAR_BATCH = 5_000
 """Rows deleted per transaction by :meth:`SQLStore.clear_expired`: small
 enough that a purge never holds long locks or a huge undo log."""
+_CREATE_TABLE_ATTEMPTS = 4
+"""Tries at creating the table on demand, when workers race to create it."""
 
 _MYSQL = ("mysql", "mariadb")
 
@@ -211,8 +213,21 @@ class SQLStore(SessionStore):
         async with self._table_lock:
             if self._table_ready:
                 return
-            async with self._engine.begin() as conn:
-                await conn.run_sync(self._metadata.create_all, checkfirst=True)
+            for attempt in range(_CREATE_TABLE_ATTEMPTS):
+                try:
+                    async with self._engine.begin() as conn:
+                        await conn.run_sync(self._metadata.create_all, checkfirst=True)
+                    break
+                except exc.DBAPIError:
+                    # Workers of one app (separate processes, so separate locks)
+                    # starting together race between the check and the CREATE:
+                    # the losers fail with "already exists" or a unique
+                    # violation on the catalog. The winner's table is there by
+                    # the next check. A server that is down fails every
+                    # attempt, within the same timeout.
+                    if attempt == _CREATE_TABLE_ATTEMPTS - 1:
+                        raise
+                    await anyio.sleep(0.05 * (attempt + 1))
             self._table_ready = True
 
     async def _run(self, operation: Callable[[], Awaitable[_T]]) -> _T:

@@ -228,6 +228,29 @@ async def test_create_table_false_leaves_the_schema_alone(tmp_path: Path) -> Non
     await store.close()
 
 
+@pytest.mark.anyio
+async def test_workers_starting_together_all_get_the_table(url: str) -> None:
+    # Eight workers (one store each, as in eight processes: no shared lock)
+    # take their first request at once against a database without the table.
+    # The CREATEs race in the database; the losers must not fail the request.
+    table = _table()
+    stores = [SQLStore(url, table_name=table) for _ in range(8)]
+    key = new_key()
+    try:
+        for _ in range(3):
+            results = await asyncio.gather(
+                *(store.read(key) for store in stores), return_exceptions=True
+            )
+            assert results == [None] * len(stores)
+            await _drop(stores[0])
+            for store in stores:
+                store._table_ready = False  # the next round starts cold again
+    finally:
+        await _drop(stores[0])
+        for store in stores:
+            await store.close()
+
+
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout"):
         SQLStore("sqlite+aiosqlite:///x.db", timeout=0)
