@@ -142,6 +142,29 @@ class StoreConformance:
         assert await store.read(key) == b"payload"
 
     @_anyio
+    async def test_read_with_ttl_matches_read(self, store: SessionStore) -> None:
+        """``read_with_ttl`` returns what ``read`` does, and no more life than the TTL left.
+
+        ``None`` for the seconds left is allowed (the store cannot tell); a
+        number must not exceed what was written, or a cache in front would
+        keep the record past its expiry.
+        """
+        key, touched = new_key(), new_key()
+        assert await store.read_with_ttl(new_key()) is None
+        await store.create(key, b"payload", 60)
+        await store.create(touched, b"payload", 600)
+        await store.touch(touched, 30)
+        found = await store.read_with_ttl(key)
+        assert found is not None
+        assert found[0] == b"payload"
+        assert found[1] is None or 55 <= found[1] <= 60, f"{found[1]} s left of 60"
+        found = await store.read_with_ttl(touched)
+        assert found is not None
+        assert found[1] is None or 25 <= found[1] <= 30, f"{found[1]} s left after touch(30)"
+        await store.delete(key)
+        assert await store.read_with_ttl(key) is None
+
+    @_anyio
     async def test_create_existing_key_refused_and_not_overwritten(
         self, store: SessionStore
     ) -> None:

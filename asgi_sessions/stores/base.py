@@ -102,6 +102,18 @@ class SessionStore(ABC):
     async def read(self, key: StoreKey) -> bytes | None:
         """Return the stored bytes for ``key``, or ``None`` if absent or expired."""
 
+    async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        """:meth:`read`, with the whole seconds the record has left (``None``: unknown).
+
+        What a cache in front of this store needs to keep a copy no longer
+        than the record lives (:class:`~asgi_sessions.stores.WriteThroughStore`
+        refilling its cache): an idle timeout is nothing but the store's TTL.
+        Round down. The default knows no TTL; a store that keeps one should
+        say it, in the same round trip as the read.
+        """
+        data = await self.read(key)
+        return None if data is None else (data, None)
+
     @abstractmethod
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Store ``data`` under ``key`` only if no live record exists.

@@ -244,6 +244,21 @@ class FileStore(SessionStore):
         path = self._path(key)
         return await self._run(lambda deadline: self._read_live(path))
 
+    async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        """The record's bytes and whole seconds left, from the same single read."""
+        path = self._path(key)
+
+        def read(deadline: float) -> tuple[bytes, int | None] | None:
+            loaded = self._load(path)
+            if loaded is None:
+                return None
+            left = loaded[0] - _now_ms()
+            if left <= 0:
+                return None
+            return loaded[1][_HEADER.size :], left // 1000
+
+        return await self._run(read)
+
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Write only if no live record exists (an expired one is replaced)."""
         path = self._path(key)

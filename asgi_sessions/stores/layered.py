@@ -6,11 +6,19 @@ update-only, append and compare-and-set) and then to the cache. A cache that
 is down or slow is logged and skipped: no read the database can serve fails
 and no write is lost.
 
-What a cache can get wrong is bounded, not excluded: entries live at most
-``cache_ttl`` seconds, so a value the cache kept while it could not be told
-about a change (an outage, or a refill racing with an append) is forgotten
-within that time. Writes never depend on the cache, so a stale read can
-never overwrite newer data: appends go to the database, and a compaction
+A cached copy never outlives its record: a refill is given the record's
+remaining life as the database reports it (:meth:`SessionStore.read_with_ttl`),
+so an idle timeout, which is nothing but the store's TTL, holds through the
+cache too. A delete (a logout) leaves a tombstone in the cache for
+``cache_ttl`` seconds instead of an empty slot, so a request that read the
+record just before the delete cannot put it back: refills are create-only,
+and the tombstone reads as "no session".
+
+What a cache can still get wrong is bounded, not excluded: entries live at
+most ``cache_ttl`` seconds, so a value the cache kept while it could not be
+told about a change (an outage, or a refill racing with an append) is
+forgotten within that time. Writes never depend on the cache, so a stale read
+can never overwrite newer data: appends go to the database, and a compaction
 based on stale bytes fails its compare-and-set there.
 """
 
@@ -28,6 +36,11 @@ __all__ = ["WriteThroughStore"]
 logger = logging.getLogger("asgi_sessions")
 
 _T = TypeVar("_T")
+
+_TOMBSTONE = b"\xff\xff\xff\xffasgi_sessions:deleted"
+"""What the cache holds for a deleted record. Records are length-prefixed
+frames: these first four bytes announce a 4 GiB frame, so no record of ours
+is equal to it."""
 
 
 class WriteThroughStore(SessionStore):
@@ -61,16 +74,46 @@ class WriteThroughStore(SessionStore):
     async def _forget(self, key: StoreKey) -> None:
         await self._cached(lambda: self.cache.delete(key), None)
 
+    async def _bury(self, key: StoreKey) -> None:
+        """Replace the cached copy of a deleted record by a tombstone."""
+
+        async def bury() -> None:
+            # A refill can slip in between the update and the create: then
+            # the update runs again, over it.
+            for _ in range(2):
+                if await self.cache.update(key, _TOMBSTONE, self.cache_ttl):
+                    return
+                if await self.cache.create(key, _TOMBSTONE, self.cache_ttl):
+                    return
+
+        await self._cached(bury, None)
+
+    async def _refill(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        found = await self.db.read_with_ttl(key)
+        if found is None:
+            return None
+        data, left = found
+        ttl = self.cache_ttl if left is None else min(left, self.cache_ttl)
+        if ttl >= 1:
+            # Create-only: never overwrite what a concurrent writer just cached,
+            # nor the tombstone of a concurrent delete.
+            await self._cached(lambda: self.cache.create(key, data, ttl), False)
+        return found
+
     async def read(self, key: StoreKey) -> bytes | None:
         """The cache's copy, else the database's (which then refills the cache)."""
         data = await self._cached(lambda: self.cache.read(key), None)
         if data is not None:
-            return data
-        data = await self.db.read(key)
-        if data is not None:
-            # Create-only: never overwrite what a concurrent writer just cached.
-            await self._cached(lambda: self.cache.create(key, data, self.cache_ttl), False)
-        return data
+            return None if data == _TOMBSTONE else data
+        found = await self._refill(key)
+        return None if found is None else found[0]
+
+    async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        """:meth:`read` with the record's remaining life (the cache's copy lives no longer)."""
+        found = await self._cached(lambda: self.cache.read_with_ttl(key), None)
+        if found is not None:
+            return None if found[0] == _TOMBSTONE else found
+        return await self._refill(key)
 
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Create in the database (which decides), then cache."""
@@ -82,7 +125,7 @@ class WriteThroughStore(SessionStore):
     async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Update the database, then the cache."""
         if not await self.db.update(key, data, ttl):
-            await self._forget(key)
+            await self._bury(key)
             return False
         await self._put(key, data, ttl)
         return True
@@ -113,19 +156,19 @@ class WriteThroughStore(SessionStore):
         await self._cached(lambda: self.cache.touch(key, self._ttl(ttl)), None)
 
     async def delete(self, key: StoreKey) -> None:
-        """Delete from both (the database first)."""
+        """Delete from the database, then leave a tombstone in the cache."""
         await self.db.delete(key)
-        await self._forget(key)
+        await self._bury(key)
 
     async def link_user(self, user: UserKey, key: StoreKey) -> None:
         """Link in the database, the store's truth (the cache keeps no index)."""
         await self.db.link_user(user, key)
 
     async def delete_user(self, user: UserKey) -> list[StoreKey]:
-        """Delete in the database, then drop each deleted session from the cache."""
+        """Delete in the database, then leave a tombstone for each deleted session in the cache."""
         deleted = await self.db.delete_user(user)
         for key in deleted:
-            await self._forget(key)
+            await self._bury(key)
         return deleted
 
     async def clear_expired(self) -> int:

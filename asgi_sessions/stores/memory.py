@@ -70,6 +70,13 @@ class MemoryStore(SessionStore):
             self._entries.move_to_end(key)
         return data
 
+    async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        """The record's bytes and whole seconds left, or ``None``."""
+        data = await self.read(key)
+        if data is None:
+            return None
+        return data, max(0, int(self._entries[key][1] - self._clock()))
+
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Write only if no live record exists."""
         if self._live(key) is not None:

@@ -205,6 +205,22 @@ class RedisStore(SessionStore):
         assert not isinstance(value, str)  # refused decode_responses=True in __init__
         return value
 
+    async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        """``GET`` and ``TTL`` in one pipeline: one round trip."""
+        name = self._key(key)
+
+        async def read() -> list[Any]:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.get(name)
+                pipe.ttl(name)
+                return await pipe.execute()
+
+        value, left = await self._call(read)
+        if value is None:
+            return None
+        # TTL is -1 for a key without expiry (none of ours) and -2 if it just expired.
+        return value, None if left == -1 else max(0, int(left))
+
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """``SET … EX ttl NX``: only if absent, atomically."""
         done = await self._call(lambda: self.client.set(self._key(key), data, ex=ttl, nx=True))

@@ -295,6 +295,21 @@ class SQLStore(SessionStore):
 
         return await self._run(read)
 
+    async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
+        """One SELECT of the live row's data and ``expires_at``."""
+        table = self.table
+        now = _now()
+        query = sa.select(table.c.data, table.c.expires_at).where(self._live(key, now))
+
+        async def read() -> tuple[bytes, int | None] | None:
+            async with self._reader.connect() as conn:
+                row = (await conn.execute(query)).one_or_none()
+            if row is None:
+                return None
+            return bytes(row[0]), max(0, (int(row[1]) - now) // 1000)
+
+        return await self._run(read)
+
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """INSERT; a live row under ``key`` refuses it, an expired one is replaced."""
         table = self.table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from asgi_sessions.stores import FileStore, MemoryStore, RedisStore, SQLStore, WriteThroughStore
@@ -84,7 +85,9 @@ async def test_writes_reach_both(tmp_path: Path) -> None:
     assert await db.read(key) == b"v2+"
     assert await store.read(key) == b"v2+"  # the cached copy was dropped, not left stale
     await store.delete(key)
-    assert (await cache.read(key), await db.read(key)) == (None, None)
+    assert await db.read(key) is None
+    assert await store.read(key) is None
+    assert await cache.read(key) not in (None, b"v2+")  # a tombstone, not an empty slot
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
@@ -101,3 +104,61 @@ async def test_a_dead_cache_loses_no_write(tmp_path: Path, anyio_backend: str) -
 def test_cache_ttl_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cache_ttl"):
         WriteThroughStore(MemoryStore(), FileStore(tmp_path), cache_ttl=0)
+
+
+async def test_a_refill_lives_no_longer_than_the_record(tmp_path: Path) -> None:
+    # An idle timeout is the store's TTL: a copy refilled into the cache must
+    # expire with the record, not cache_ttl seconds later.
+    cache, db = MemoryStore(), FileStore(tmp_path / "db")
+    store = WriteThroughStore(cache, db, cache_ttl=300)
+    key = new_key()
+    await db.create(key, b"idle session", 2)
+    assert await store.read(key) == b"idle session"  # a miss: refilled from the db
+    found = await cache.read_with_ttl(key)
+    assert found is not None
+    assert found[1] is not None
+    assert found[1] <= 2
+    await anyio.sleep(2.1)
+    assert await db.read(key) is None
+    assert await store.read(key) is None, "the cache kept the record past its TTL"
+
+
+async def test_a_read_racing_a_logout_cannot_put_the_session_back(tmp_path: Path) -> None:
+    # A parallel request read the record from the db just before a logout
+    # deleted it; its refill of the cache then lands after the delete.
+    read_done, go_on = anyio.Event(), anyio.Event()
+
+    class PausingFileStore(FileStore):
+        async def read_with_ttl(self, key: str) -> tuple[bytes, int | None] | None:
+            found = await super().read_with_ttl(key)
+            read_done.set()
+            await go_on.wait()
+            return found
+
+    store = WriteThroughStore(MemoryStore(), PausingFileStore(tmp_path / "db"))
+    key = new_key()
+    await store.db.create(key, b"logged in", 60)
+    results: list[bytes | None] = []
+
+    async def parallel_request() -> None:
+        results.append(await store.read(key))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(parallel_request)
+        await read_done.wait()
+        await store.delete(key)  # the logout
+        go_on.set()
+    assert results == [b"logged in"]  # it began before the logout: it may see it
+    assert await store.read(key) is None, "the logged-out session came back from the cache"
+    assert await store.read_with_ttl(key) is None
+    assert await store.db.read(key) is None
+
+
+async def test_a_new_record_replaces_a_tombstone(tmp_path: Path) -> None:
+    store = WriteThroughStore(MemoryStore(), FileStore(tmp_path / "db"))
+    key = new_key()
+    await store.create(key, b"first", 60)
+    await store.delete(key)
+    assert await store.read(key) is None
+    assert await store.create(key, b"second", 60)
+    assert await store.read(key) == b"second"
