@@ -120,6 +120,7 @@ async def logout_everywhere(
         ended = sum(1 for key in deleted if key != this)
     if keep_current and user is not None:
         session.cycle_key()  # its record is gone: the commit stores it anew, linked
+        session._gone = True  # deleted here on purpose: not a logout to give way to
     else:
         session.flush()
     return ended

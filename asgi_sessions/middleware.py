@@ -360,8 +360,19 @@ class SessionMiddleware:
                 disconnected = True
             return message
 
+        async def send_wrapper(message: Message) -> None:
+            nonlocal disconnected
+            try:
+                await send(message)
+            except OSError:
+                # ASGI: sending on a closed connection raises an OSError
+                # (Starlette turns it into WebSocketDisconnect). An endpoint
+                # that only pushes learns of the disconnect this way.
+                disconnected = True
+                raise
+
         try:
-            await self.app(scope, receive_wrapper, send)
+            await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
             # A handler that lets the client's disconnect propagate (Starlette's
             # WebSocketDisconnect) still ended normally; any other failure saves

@@ -175,6 +175,7 @@ class Session(dict[str, Any]):
     _cleared: bool = False
     _flushed: bool = False
     _cycle: bool = False
+    _gone: bool = False  # the record under _key was deleted on purpose (logout_everywhere)
     _reissue: bool = False
     _frozen: str | None = None
 
@@ -841,6 +842,7 @@ class Session(dict[str, Any]):
         self._cleared = False
         self._flushed = False
         self._cycle = False
+        self._gone = False
         self._old_key = None
 
     async def commit(
@@ -953,12 +955,16 @@ class Session(dict[str, Any]):
                 await store.delete(store_key(key))
                 self._key = None
                 update = _DELETE if self._take_token() is not None else update
+            elif self._flushed and update is None and self._take_token() is not None:
+                # A logout with a cookie whose id the store did not know (it
+                # expired, or it was never ours): nothing to delete but the cookie.
+                update = _DELETE
             self._reset_changes()
             return update
         if key is None or self._cycle:
             update = await self._create(store, now, can_set_cookie)
-            if key is not None:
-                await store.delete(store_key(key))
+            if key is not None and not self._gone:
+                await self._retire(store, key, update)
             self._event("created" if key is None else "cycled", update.value)
         elif self._modified or backend.save_every_request:
             await self._write(store, key, now)
@@ -1013,6 +1019,26 @@ class Session(dict[str, Any]):
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
 
+    async def _retire(self, store: SessionStore, old_id: str, update: CookieUpdate) -> None:
+        """Delete the record a cycled session leaves behind, after its copy was created.
+
+        If the old record is already gone, a logout (in another tab, say)
+        ended the session while this request ran: the new copy is deleted
+        too and the request gets :class:`SessionInterrupted`, so no fresh id
+        outlives the logout. The empty append is the check, atomic in the
+        store, and gives the old record one second to live; the delete ends it.
+        """
+        old = store_key(old_id)
+        if not await store.append(old, b"", 1):
+            assert update.value is not None
+            await store.delete(store_key(update.value))
+            self._key = None
+            raise SessionInterrupted(
+                "the session was deleted (for example by a logout in another tab) "
+                "while this request was cycling its key; no new id was issued"
+            )
+        await store.delete(old)
+
     def _compacted(self, loaded: Record) -> bytes:
         """The frames this request loaded, rewritten as one snapshot frame.
 
@@ -1053,10 +1079,15 @@ class Session(dict[str, Any]):
                 snapshot=dict(dict.items(self)),
             )
         else:
+            keys: Iterable[str] = self._changes or ()
             if self._all_dirty:
-                keys: Iterable[str] = dict.keys(self)
-            else:
-                keys = self._changes or ()
+                # Every present key, and every key that is gone: the ones
+                # this request deleted and those the loaded record had.
+                gone = set(keys)
+                if self._loaded is not None:
+                    gone.update(self._loaded.data)
+                present: list[str] = [*dict.keys(self)]
+                keys = [*present, *sorted(gone.difference(present))]
             frame = encode_frame(
                 created=created,
                 issued=now,

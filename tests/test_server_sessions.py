@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.testclient import TestClient
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_sessions import SessionMiddleware, session_of
@@ -319,6 +319,84 @@ async def test_logout_during_a_slow_request_is_not_undone() -> None:
     after = await raw_request(app, "/load", cookie=session_id)
     assert after.status == 200
     assert json.loads(after.body) == {"user": None, "data": {}}
+
+
+@pytest.mark.anyio
+async def test_logout_during_a_slow_cycle_key_is_not_undone() -> None:
+    # A request that cycles the key (a privilege change) started before a
+    # logout in another tab and commits after it: it must not hand out a
+    # fresh id for the logged-out session.
+    store = _memory()
+    reached = anyio.Event()
+    release = anyio.Event()
+
+    async def elevate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session["role"] = "admin"
+        session.cycle_key()
+        reached.set()
+        await release.wait()
+        return {}
+
+    app = session_app({**ROUTES, "/elevate": elevate}, store=store, secret_key=None)
+    seeded = await raw_request(app, "/seed")
+    session_id = cookie_value(seeded.set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+
+    async def run_elevate() -> None:
+        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_elevate)
+        await reached.wait()
+        results["logout"] = await raw_request(app, "/logout", cookie=session_id)
+        release.set()
+
+    assert results["logout"].status == 200
+    elevated = results["elevate"]
+    assert elevated.status == 400  # SessionInterrupted
+    assert cookie_line(elevated.set_cookies) is None  # no new id handed out
+    for key in {key for method, key in store.log if method == "create"}:
+        assert await store.inner.read(key) is None, "a cycled copy of the session was kept"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("autoload", [True, False])
+@pytest.mark.parametrize("cookie", ["unknown-id", "foreign"])
+async def test_logout_deletes_a_cookie_the_store_does_not_know(autoload: bool, cookie: str) -> None:
+    # An id that expired in the store, or an old cookie of another library:
+    # a logout still deletes it, so later requests stop sending it.
+    value = new_session_id() if cookie == "unknown-id" else "eyJ1c2VyIjogMX0=.ZZ.sig"
+    app = session_app(ROUTES, store=_memory(), secret_key=None, autoload=autoload)
+    response = await raw_request(app, "/logout", cookie=value)
+    assert response.status == 200
+    line = cookie_line(response.set_cookies)
+    assert line is not None
+    assert "1970" in line or "max-age=0" in line.lower()
+
+
+@pytest.mark.anyio
+async def test_cycle_key_without_a_race_still_moves_the_session() -> None:
+    store = _memory()
+
+    async def elevate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session["role"] = "admin"
+        session.cycle_key()
+        return {}
+
+    app = session_app({**ROUTES, "/elevate": elevate}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    elevated = await raw_request(app, "/elevate", cookie=session_id)
+    assert elevated.status == 200
+    new_id = cookie_value(elevated.set_cookies)
+    assert new_id
+    assert new_id != session_id
+    assert await store.inner.read(store_key(session_id)) is None
+    after = await raw_request(app, "/load", cookie=new_id)
+    assert json.loads(after.body)["data"] == {"user": "alice", "role": "admin"}
 
 
 @pytest.mark.anyio
@@ -663,6 +741,87 @@ def test_setting_modified_by_hand_saves_a_nested_change(by_hand: bool) -> None:
         client.get("/nested")
         client.get("/nested")
         assert client.get("/show").json() == {"cart": ["tea", "tea"]}
+
+
+def test_a_key_deleted_before_mark_modified_stays_deleted() -> None:
+    # Django's flash-and-cart idiom: pop a one-shot message, change a nested
+    # value, then say so by hand. Every key is saved, and the popped one is gone.
+    async def add(request: Request) -> Response:
+        request.session.update({"flash": "welcome", "cart": [], "theme": "dark"})
+        return PlainTextResponse("ok")
+
+    async def consume(request: Request) -> Response:
+        session = session_of(request)
+        session.pop("flash")
+        session["cart"].append("tea")
+        del session["theme"]
+        session.modified = True
+        return PlainTextResponse("ok")
+
+    async def show(request: Request) -> Response:
+        return JSONResponse(dict(request.session))
+
+    app = Starlette(
+        routes=[Route("/add", add), Route("/consume", consume), Route("/show", show)],
+        middleware=[Middleware(SessionMiddleware, store=MemoryStore())],
+    )
+    with TestClient(app) as client:
+        client.get("/add")
+        client.get("/consume")
+        assert client.get("/show").json() == {"cart": ["tea"]}
+
+
+@pytest.mark.anyio
+async def test_a_push_only_websocket_saves_when_send_finds_the_client_gone() -> None:
+    # The endpoint never calls receive(): it learns of the disconnect from
+    # send(), which raises an OSError (uvicorn's ClientDisconnected) that
+    # Starlette turns into WebSocketDisconnect. That is a normal end: save.
+    store = MemoryStore()
+
+    async def push(websocket: WebSocket) -> None:
+        await websocket.accept()
+        websocket.session["seen"] = True
+        while True:
+            await websocket.send_text("tick")
+
+    async def login(request: Request) -> Response:
+        request.session["user"] = "alice"
+        return PlainTextResponse("ok")
+
+    async def show(request: Request) -> Response:
+        return JSONResponse(dict(request.session))
+
+    app = Starlette(
+        routes=[Route("/login", login), Route("/show", show), WebSocketRoute("/push", push)]
+    )
+    app.add_middleware(SessionMiddleware, store=store)
+    session_id = cookie_value((await raw_request(app, "/login")).set_cookies)
+    assert session_id
+    scope: Scope = {
+        "type": "websocket",
+        "path": "/push",
+        "raw_path": b"/push",
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "ws",
+        "headers": [(b"host", b"testserver"), (b"cookie", f"session={session_id}".encode())],
+        "subprotocols": [],
+        "asgi": {"version": "3.0"},
+    }
+    sent: list[str] = []
+
+    async def receive() -> Message:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message["type"])
+        if len(sent) > 2:
+            raise OSError("the client went away")
+
+    with pytest.raises(WebSocketDisconnect):
+        await app(scope, receive, send)
+    shown = await raw_request(app, "/show", cookie=session_id)
+    assert json.loads(shown.body) == {"user": "alice", "seen": True}
 
 
 def test_a_websocket_change_that_cannot_be_saved_is_logged_not_raised(
