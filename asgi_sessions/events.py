@@ -69,7 +69,7 @@ class SessionEvent:
     """The first 12 hex digits of SHA-256 of the session id (server stores
     only; for ``cycled``, of the new id), never the id itself."""
     reason: str | None = None
-    """Why a session was rejected (``"does not verify"``, ``"malformed"``,
+    """Why a session was rejected (``"it does not verify"``, ``"malformed"``,
     ``"unknown id"``, ...) or what expired (``"cookie"``, ``"record"``)."""
 
 

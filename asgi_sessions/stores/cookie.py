@@ -58,7 +58,7 @@ class CookieRefused(Exception):
 
     Not an error: the session simply starts empty, and the reason goes into
     the ``rejected`` event (see :mod:`asgi_sessions.events`). Returning
-    ``None`` from ``open`` is also accepted (reason ``"does not verify"``).
+    ``None`` from ``open`` is also accepted (reason ``"it does not verify"``).
     """
 
     def __init__(self, reason: str) -> None:
