@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from asgi_sessions import SessionMiddleware, session_of
+from asgi_sessions import Session, SessionMiddleware, session_of
 from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
 from asgi_sessions.stores import MemoryStore, SessionStore
@@ -282,14 +282,19 @@ def test_malformed_id_costs_no_store_call(value: str) -> None:
 # -- concurrency: update-only writes, merged appends ---------------------------------
 
 
-@pytest.mark.anyio
-async def test_logout_during_a_slow_request_is_not_undone() -> None:
+async def _overtaken_by_logout(
+    change: Callable[[Session], None],
+) -> tuple[CountingStore, str, Any, Any]:
+    """Run a request that makes ``change`` and then waits, while a logout commits.
+
+    Returns the store, the session id, the slow response and the logout's.
+    """
     store = _memory()
     reached = anyio.Event()
     release = anyio.Event()
 
     async def slow(request: Request) -> dict[str, Any]:
-        session_of(request)["cart"] = ["book"]
+        change(session_of(request))
         reached.set()
         await release.wait()  # the response (and the commit) waits for this
         return {}
@@ -308,17 +313,24 @@ async def test_logout_during_a_slow_request_is_not_undone() -> None:
         await reached.wait()
         results["logout"] = await raw_request(app, "/logout", cookie=session_id)
         release.set()
+    after = await raw_request(app, "/load", cookie=session_id)
+    assert after.status == 200
+    assert json.loads(after.body) == {"user": None, "data": {}}
+    return store, session_id, results["slow"], results["logout"]
 
-    assert results["logout"].status == 200
-    slow_response = results["slow"]
+
+@pytest.mark.anyio
+async def test_logout_during_a_slow_request_is_not_undone() -> None:
+    def add_to_cart(session: Session) -> None:
+        session["cart"] = ["book"]
+
+    store, session_id, slow_response, logout_response = await _overtaken_by_logout(add_to_cart)
+    assert logout_response.status == 200
     assert slow_response.status == 400  # SessionInterrupted, Django's answer
     assert b"interrupted" in slow_response.body.lower()
     assert cookie_line(slow_response.set_cookies) is None
     # The session stays deleted.
     assert await store.inner.read(store_key(session_id)) is None
-    after = await raw_request(app, "/load", cookie=session_id)
-    assert after.status == 200
-    assert json.loads(after.body) == {"user": None, "data": {}}
 
 
 @pytest.mark.anyio
@@ -326,35 +338,12 @@ async def test_logout_during_a_slow_cycle_key_is_not_undone() -> None:
     # A request that cycles the key (a privilege change) started before a
     # logout in another tab and commits after it: it must not hand out a
     # fresh id for the logged-out session.
-    store = _memory()
-    reached = anyio.Event()
-    release = anyio.Event()
-
-    async def elevate(request: Request) -> dict[str, Any]:
-        session = session_of(request)
+    def elevate(session: Session) -> None:
         session["role"] = "admin"
         session.cycle_key()
-        reached.set()
-        await release.wait()
-        return {}
 
-    app = session_app({**ROUTES, "/elevate": elevate}, store=store, secret_key=None)
-    seeded = await raw_request(app, "/seed")
-    session_id = cookie_value(seeded.set_cookies)
-    assert session_id
-    results: dict[str, Any] = {}
-
-    async def run_elevate() -> None:
-        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run_elevate)
-        await reached.wait()
-        results["logout"] = await raw_request(app, "/logout", cookie=session_id)
-        release.set()
-
-    assert results["logout"].status == 200
-    elevated = results["elevate"]
+    store, _, elevated, logout_response = await _overtaken_by_logout(elevate)
+    assert logout_response.status == 200
     assert elevated.status == 400  # SessionInterrupted
     assert cookie_line(elevated.set_cookies) is None  # no new id handed out
     for key in {key for method, key in store.log if method == "create"}:
