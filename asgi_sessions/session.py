@@ -950,7 +950,13 @@ class Session(dict[str, Any]):
             if not dict.__len__(self) and self._take_token() is not None:
                 update = _DELETE
         key = self._key
-        if not dict.__len__(self):
+        if not dict.__len__(self) and (
+            key is None or self._cleared or self._cycle or not self._modified
+        ):
+            # Emptied by flush() or clear() (a logout, as Starlette apps
+            # write it), or nothing to keep. A session emptied key by key
+            # instead writes its removals like any change: a parallel
+            # request may have added a key meanwhile, which must survive.
             if key is not None and self._modified:
                 await store.delete(store_key(key))
                 self._key = None

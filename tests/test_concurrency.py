@@ -46,9 +46,12 @@ class Barrier:
         self.parties = parties
         self.arrived = 0
         self.event = anyio.Event()
+        self.all_but_one = anyio.Event()  # for a test that is the last party itself
 
     async def wait(self) -> None:
         self.arrived += 1
+        if self.arrived == self.parties - 1:
+            self.all_but_one.set()
         if self.arrived >= self.parties:
             self.event.set()
         with anyio.fail_after(10):
@@ -76,6 +79,16 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         session["cart"] = ["resurrected?"]
         return PlainTextResponse("ok")
 
+    async def forget_owner(request: Request) -> Response:
+        # Deletes the only key: the session is emptied key by key, not logged out.
+        session = request.session
+        assert session["owner"] == "alice"
+        state["forget_loaded"].set()
+        with anyio.fail_after(10):
+            await state["forget_go"].wait()
+        del session["owner"]
+        return PlainTextResponse("ok")
+
     async def logout(request: Request) -> Response:
         session_of(request).flush()
         return PlainTextResponse("bye")
@@ -92,6 +105,7 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/seed", seed),
             Route("/set/{n}", set_own_key),
             Route("/slow", slow_write),
+            Route("/forget", forget_owner),
             Route("/logout", logout),
             Route("/view", view),
             Route("/new/{n}", new),
@@ -186,6 +200,56 @@ async def test_logout_in_flight_is_never_undone(store_name: str, tmp_path: Path)
         assert results == {"logout": 200, "slow": 400}
         _, _, body = await call(app, "/view", cookie)
         assert body == b"{}"  # still logged out: nothing resurrected
+
+
+@pytest.mark.parametrize("order", ["others_first", "others_last"])
+async def test_deleting_the_last_key_keeps_a_parallel_requests_keys(
+    store_name: str, tmp_path: Path, order: str
+) -> None:
+    """Emptying a session key by key is a change like any other: it merges.
+
+    Before, it deleted the record, so a parallel request that set another
+    key lost it silently (it committed first) or got a 400 (it committed
+    after). Only flush() and clear() end the record.
+    """
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {"forget_loaded": anyio.Event(), "forget_go": anyio.Event()}
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        statuses: dict[str, int] = {}
+        forgotten = anyio.Event()
+
+        async def forget() -> None:
+            statuses["forget"], _, _ = await call(app, "/forget", cookie)
+            forgotten.set()
+
+        async def one(n: int) -> None:
+            statuses[f"set{n}"], _, _ = await call(app, f"/set/{n}", cookie)
+
+        async def others() -> None:
+            async with anyio.create_task_group() as group:
+                for n in range(3):
+                    group.start_soon(one, n)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(forget)
+            with anyio.fail_after(10):
+                await state["forget_loaded"].wait()
+            if order == "others_first":
+                state["barrier"] = Barrier(3)
+                await others()  # they load and commit while /forget waits
+                state["forget_go"].set()
+            else:
+                barrier = state["barrier"] = Barrier(4)  # the three, and this test
+                group.start_soon(others)
+                with anyio.fail_after(10):
+                    await barrier.all_but_one.wait()  # all three loaded, owner still there
+                    state["forget_go"].set()
+                    await forgotten.wait()
+                await barrier.wait()  # now they commit, after /forget
+        assert statuses == {"forget": 200, "set0": 200, "set1": 200, "set2": 200}
+        _, _, body = await call(app, "/view", cookie)
+        assert json.loads(body) == {"k0": 0, "k1": 1, "k2": 2}
 
 
 async def test_concurrent_new_sessions_never_share_an_id(store_name: str, tmp_path: Path) -> None:

@@ -365,6 +365,67 @@ async def test_logout_deletes_a_cookie_the_store_does_not_know(autoload: bool, c
     assert "1970" in line or "max-age=0" in line.lower()
 
 
+def _pop_then_mark(session: Session) -> None:
+    session.pop("user")
+    session.modified = True  # Django's idiom after changing a nested value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "empty",
+    [
+        lambda session: session.pop("user"),
+        lambda session: session.__delitem__("user"),
+        lambda session: session.popitem(),
+        _pop_then_mark,
+    ],
+    ids=["pop", "del", "popitem", "pop-then-modified"],
+)
+async def test_deleting_the_last_key_writes_a_removal_and_keeps_the_id(
+    empty: Callable[[Session], object],
+) -> None:
+    # Not a logout: the removal is appended like any change (so a parallel
+    # request's keys survive), the id stays, the session reads back empty.
+    store = _memory()
+
+    async def forget(request: Request) -> dict[str, Any]:
+        empty(session_of(request))
+        return {}
+
+    app = session_app({**ROUTES, "/forget": forget}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    store.log.clear()
+    forgotten = await raw_request(app, "/forget", cookie=session_id)
+    assert forgotten.status == 200
+    assert [method for method, _ in store.log] == ["read", "append"]
+    assert cookie_value(forgotten.set_cookies) == session_id  # kept, not deleted
+    assert await store.inner.read(store_key(session_id)) is not None
+    after = await raw_request(app, "/load", cookie=session_id)
+    assert json.loads(after.body) == {"user": None, "data": {}}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["clear", "flush"])
+async def test_clear_and_flush_delete_the_record_and_the_cookie(how: str) -> None:
+    # clear() is how Starlette apps log out: it ends the record, like flush().
+    store = _memory()
+
+    async def end(request: Request) -> dict[str, Any]:
+        getattr(session_of(request), how)()
+        return {}
+
+    app = session_app({**ROUTES, "/end": end}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    ended = await raw_request(app, "/end", cookie=session_id)
+    assert ended.status == 200
+    line = cookie_line(ended.set_cookies)
+    assert line is not None
+    assert "1970" in line or "max-age=0" in line.lower()
+    assert await store.inner.read(store_key(session_id)) is None
+
+
 @pytest.mark.anyio
 async def test_cycle_key_without_a_race_still_moves_the_session() -> None:
     store = _memory()
