@@ -968,9 +968,10 @@ class Session(dict[str, Any]):
             self._reset_changes()
             return update
         if key is None or self._cycle:
+            loaded_blob = self._blob  # _create replaces it with the copy's
             update = await self._create(store, now, can_set_cookie)
             if key is not None and not self._gone:
-                await self._retire(store, key, update)
+                await self._retire(store, key, update, now, loaded_blob)
             self._event("created" if key is None else "cycled", update.value)
         elif self._modified or backend.save_every_request:
             await self._write(store, key, now)
@@ -1025,25 +1026,98 @@ class Session(dict[str, Any]):
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
 
-    async def _retire(self, store: SessionStore, old_id: str, update: CookieUpdate) -> None:
+    async def _retire(
+        self,
+        store: SessionStore,
+        old_id: str,
+        update: CookieUpdate,
+        now: int,
+        loaded_blob: bytes | None,
+    ) -> None:
         """Delete the record a cycled session leaves behind, after its copy was created.
 
         If the old record is already gone, a logout (in another tab, say)
         ended the session while this request ran: the new copy is deleted
         too and the request gets :class:`SessionInterrupted`, so no fresh id
-        outlives the logout. The empty append is the check, atomic in the
-        store, and gives the old record one second to live; the delete ends it.
+        outlives the logout. Otherwise what parallel requests wrote to the
+        old record since this one loaded it is carried over to the copy
+        (:meth:`_carry_over`), and the old record is deleted.
         """
         old = store_key(old_id)
-        if not await store.append(old, b"", 1):
-            assert update.value is not None
-            await store.delete(store_key(update.value))
+        assert update.value is not None
+        new = store_key(update.value)
+        current = await store.read(old)
+        if current is None:
+            await store.delete(new)
             self._key = None
             raise SessionInterrupted(
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was cycling its key; no new id was issued"
             )
+        if current != loaded_blob and loaded_blob is not None and not self._cleared:
+            await self._carry_over(store, new, loaded_blob, current, now)
         await store.delete(old)
+
+    async def _carry_over(
+        self, store: SessionStore, new: str, loaded_blob: bytes, current: bytes, now: int
+    ) -> None:
+        """Give the new copy the keys parallel requests changed in the old record meanwhile.
+
+        The copy holds what this request loaded plus its own changes. A key
+        that another request set or deleted since this one loaded it, and
+        that this one did not change itself, is taken from the old record:
+        a key set by a parallel request during a login survives the login,
+        as it survives any other write. A key both changed is this
+        request's (it committed last). Comparing against a fresh decode of
+        the loaded bytes keeps nested changes made in place by this request.
+        """
+        serializer = self._backend.serializer
+        try:
+            before = decode_frames(serializer, loaded_blob).data
+            theirs = decode_frames(serializer, current).data
+        except (ValueError, TypeError):
+            return  # not ours to read: keep the copy as created
+        mine = set(self._changed_keys())
+        merged = dict(dict.items(self))
+        for name in before.keys() | theirs.keys():
+            if name in mine or before.get(name, _MISSING) == theirs.get(name, _MISSING):
+                continue
+            if name in theirs:
+                merged[name] = theirs[name]
+            else:
+                merged.pop(name, None)
+        if merged == dict(dict.items(self)):
+            return  # only a compaction, or writes this request overrides
+        assert self._created is not None
+        expires, _ = self._plan_expiry(now, self._created)
+        ttl = self._ttl(now, expires)
+        blob = frame_bytes(
+            serializer,
+            encode_frame(
+                created=self._created,
+                issued=now,
+                expires=expires,
+                expiry=self._expiry,
+                snapshot=merged,
+            ),
+        )
+        if ttl >= 1 and await store.update(new, blob, ttl):
+            dict.clear(self)
+            dict.update(self, merged)
+            self._blob = blob
+
+    def _changed_keys(self) -> Iterable[str]:
+        """The keys this request changed: set, replaced or deleted."""
+        keys: Iterable[str] = self._changes or ()
+        if self._all_dirty:
+            # Every present key, and every key that is gone: the ones this
+            # request deleted and those the loaded record had.
+            gone = set(keys)
+            if self._loaded is not None:
+                gone.update(self._loaded.data)
+            present: list[str] = [*dict.keys(self)]
+            keys = [*present, *sorted(gone.difference(present))]
+        return keys
 
     def _compacted(self, loaded: Record) -> bytes:
         """The frames this request loaded, rewritten as one snapshot frame.
@@ -1085,15 +1159,7 @@ class Session(dict[str, Any]):
                 snapshot=dict(dict.items(self)),
             )
         else:
-            keys: Iterable[str] = self._changes or ()
-            if self._all_dirty:
-                # Every present key, and every key that is gone: the ones
-                # this request deleted and those the loaded record had.
-                gone = set(keys)
-                if self._loaded is not None:
-                    gone.update(self._loaded.data)
-                present: list[str] = [*dict.keys(self)]
-                keys = [*present, *sorted(gone.difference(present))]
+            keys = self._changed_keys()
             frame = encode_frame(
                 created=created,
                 issued=now,

@@ -89,6 +89,20 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         del session["owner"]
         return PlainTextResponse("ok")
 
+    async def slow_login(request: Request) -> Response:
+        session = session_of(request)
+        assert session["owner"] == "alice"
+        state["login_loaded"].set()
+        with anyio.fail_after(10):
+            await state["login_go"].wait()
+        session.cycle_key()
+        session["user"] = "alice"
+        return PlainTextResponse("ok")
+
+    async def claim(request: Request) -> Response:
+        request.session["user"] = "mallory"
+        return PlainTextResponse("ok")
+
     async def logout(request: Request) -> Response:
         session_of(request).flush()
         return PlainTextResponse("bye")
@@ -106,6 +120,8 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/set/{n}", set_own_key),
             Route("/slow", slow_write),
             Route("/forget", forget_owner),
+            Route("/login", slow_login),
+            Route("/claim", claim),
             Route("/logout", logout),
             Route("/view", view),
             Route("/new/{n}", new),
@@ -250,6 +266,46 @@ async def test_deleting_the_last_key_keeps_a_parallel_requests_keys(
         assert statuses == {"forget": 200, "set0": 200, "set1": 200, "set2": 200}
         _, _, body = await call(app, "/view", cookie)
         assert json.loads(body) == {"k0": 0, "k1": 1, "k2": 2}
+
+
+async def test_a_login_keeps_keys_set_by_parallel_requests(store_name: str, tmp_path: Path) -> None:
+    """cycle_key() carries over what other requests wrote while it ran.
+
+    Before, the new id got only what the login request had loaded, so keys
+    that parallel requests set on the old id in the meantime were lost,
+    though those requests got a 200. A key both wrote is the login's.
+    """
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {
+            "login_loaded": anyio.Event(),
+            "login_go": anyio.Event(),
+            "barrier": Barrier(1),
+        }
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        results: dict[str, Any] = {}
+
+        async def login() -> None:
+            results["login"] = await call(app, "/login", cookie)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(login)
+            with anyio.fail_after(10):
+                await state["login_loaded"].wait()
+            for n in range(3):
+                status, _, _ = await call(app, f"/set/{n}", cookie)
+                assert status == 200
+            status, _, _ = await call(app, "/claim", cookie)
+            assert status == 200
+            state["login_go"].set()
+        status, new_cookie, _ = results["login"]
+        assert status == 200
+        assert new_cookie is not None
+        assert new_cookie != cookie
+        _, _, body = await call(app, "/view", new_cookie)
+        assert json.loads(body) == {"owner": "alice", "user": "alice", "k0": 0, "k1": 1, "k2": 2}
+        _, _, body = await call(app, "/view", cookie)
+        assert body == b"{}"  # the old id is worthless
 
 
 async def test_concurrent_new_sessions_never_share_an_id(store_name: str, tmp_path: Path) -> None:

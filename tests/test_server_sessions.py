@@ -427,6 +427,55 @@ async def test_clear_and_flush_delete_the_record_and_the_cookie(how: str) -> Non
 
 
 @pytest.mark.anyio
+async def test_a_cycle_overlapping_a_write_keeps_both_and_in_place_changes() -> None:
+    # The carried-over keys are those the other request changed; a value
+    # this request changed in place (not tracked) is still its own.
+    store = _memory()
+    reached = anyio.Event()
+    release = anyio.Event()
+
+    async def fill(request: Request) -> dict[str, Any]:
+        session_of(request)["cart"] = ["book"]
+        return {}
+
+    async def elevate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session["cart"].append("pen")  # in place: the snapshot still has it
+        session.cycle_key()
+        reached.set()
+        await release.wait()
+        return {}
+
+    async def note(request: Request) -> dict[str, Any]:
+        session_of(request)["note"] = "hi"
+        return {}
+
+    app = session_app(
+        {**ROUTES, "/fill": fill, "/elevate": elevate, "/note": note},
+        store=store,
+        secret_key=None,
+    )
+    session_id = cookie_value((await raw_request(app, "/fill")).set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+
+    async def run_elevate() -> None:
+        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_elevate)
+        await reached.wait()
+        assert (await raw_request(app, "/note", cookie=session_id)).status == 200
+        release.set()
+    assert results["elevate"].status == 200
+    new_id = cookie_value(results["elevate"].set_cookies)
+    assert new_id
+    assert new_id != session_id
+    after = await raw_request(app, "/load", cookie=new_id)
+    assert json.loads(after.body)["data"] == {"cart": ["book", "pen"], "note": "hi"}
+
+
+@pytest.mark.anyio
 async def test_cycle_key_without_a_race_still_moves_the_session() -> None:
     store = _memory()
 
