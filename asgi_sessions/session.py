@@ -170,6 +170,7 @@ class Session(dict[str, Any]):
     _frames: int = 0
     _blob: bytes | None = None  # the stored bytes this request loaded
     _loaded: Record | None = None  # and what they decoded to
+    _origin: bytes | None = None  # the whole record as last read or written here
     _changes: set[str] | None = None
     _all_dirty: bool = False
     _cleared: bool = False
@@ -273,7 +274,7 @@ class Session(dict[str, Any]):
             self._old_key = session_id
             return
         self._key = session_id
-        self._blob = blob
+        self._blob = self._origin = blob
         self._loaded = record
         self._adopt(record)
 
@@ -950,12 +951,10 @@ class Session(dict[str, Any]):
             if not dict.__len__(self) and self._take_token() is not None:
                 update = _DELETE
         key = self._key
-        if not dict.__len__(self) and (
-            key is None or self._cleared or self._cycle or not self._modified
-        ):
+        if not dict.__len__(self) and (key is None or self._cleared):
             # Emptied by flush() or clear() (a logout, as Starlette apps
-            # write it), or nothing to keep. A session emptied key by key
-            # instead writes its removals like any change: a parallel
+            # write it), or never stored. A session emptied key by key is
+            # written (and cycled, and touched) like any other: a parallel
             # request may have added a key meanwhile, which must survive.
             if key is not None and self._modified:
                 await store.delete(store_key(key))
@@ -968,10 +967,10 @@ class Session(dict[str, Any]):
             self._reset_changes()
             return update
         if key is None or self._cycle:
-            loaded_blob = self._blob  # _create replaces it with the copy's
+            origin = self._origin  # _create replaces it with the copy's
             update = await self._create(store, now, can_set_cookie)
             if key is not None and not self._gone:
-                await self._retire(store, key, update, now, loaded_blob)
+                await self._retire(store, key, update, now, origin)
             self._event("created" if key is None else "cycled", update.value)
         elif self._modified or backend.save_every_request:
             await self._write(store, key, now)
@@ -1022,7 +1021,7 @@ class Session(dict[str, Any]):
         self._key = new_id
         self._created = created
         self._issued = now
-        self._blob = blob
+        self._blob = self._origin = blob
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
 
@@ -1032,21 +1031,22 @@ class Session(dict[str, Any]):
         old_id: str,
         update: CookieUpdate,
         now: int,
-        loaded_blob: bytes | None,
+        origin: bytes | None,
     ) -> None:
-        """Delete the record a cycled session leaves behind, after its copy was created.
+        """End the record a cycled session leaves behind, after its copy was created.
 
+        The old record is taken (read and deleted in one atomic step, by the
+        store's truth, not a cache), so a write to the old id cannot land
+        after this and still succeed: it gets :class:`SessionInterrupted`.
         If the old record is already gone, a logout (in another tab, say)
         ended the session while this request ran: the new copy is deleted
-        too and the request gets :class:`SessionInterrupted`, so no fresh id
-        outlives the logout. Otherwise what parallel requests wrote to the
-        old record since this one loaded it is carried over to the copy
-        (:meth:`_carry_over`), and the old record is deleted.
+        too and this request gets :class:`SessionInterrupted`, so no fresh
+        id outlives the logout. Otherwise what parallel requests wrote to the
+        old record since this one read it is carried over (:meth:`_carry_over`).
         """
-        old = store_key(old_id)
         assert update.value is not None
         new = store_key(update.value)
-        current = await store.read(old)
+        current = await store.take(store_key(old_id))
         if current is None:
             await store.delete(new)
             self._key = None
@@ -1054,12 +1054,11 @@ class Session(dict[str, Any]):
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was cycling its key; no new id was issued"
             )
-        if current != loaded_blob and loaded_blob is not None and not self._cleared:
-            await self._carry_over(store, new, loaded_blob, current, now)
-        await store.delete(old)
+        if current != origin and origin is not None and not self._cleared:
+            await self._carry_over(store, new, origin, current, now)
 
     async def _carry_over(
-        self, store: SessionStore, new: str, loaded_blob: bytes, current: bytes, now: int
+        self, store: SessionStore, new: str, origin: bytes, current: bytes, now: int
     ) -> None:
         """Give the new copy the keys parallel requests changed in the old record meanwhile.
 
@@ -1073,7 +1072,7 @@ class Session(dict[str, Any]):
         """
         serializer = self._backend.serializer
         try:
-            before = decode_frames(serializer, loaded_blob).data
+            before = decode_frames(serializer, origin).data
             theirs = decode_frames(serializer, current).data
         except (ValueError, TypeError):
             return  # not ours to read: keep the copy as created
@@ -1104,7 +1103,7 @@ class Session(dict[str, Any]):
         if ttl >= 1 and await store.update(new, blob, ttl):
             dict.clear(self)
             dict.update(self, merged)
-            self._blob = blob
+            self._blob = self._origin = blob
 
     def _changed_keys(self) -> Iterable[str]:
         """The keys this request changed: set, replaced or deleted."""

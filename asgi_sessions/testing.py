@@ -18,8 +18,9 @@ other plugin is needed, and they run unchanged under pytest-asyncio's strict
 mode and ``filterwarnings = error``. Override the ``anyio_backend`` fixture
 to run them under trio too. Class attributes relax what a store cannot
 promise: ``native_ttl = True`` (expiry is the backend's job, so
-``clear_expired`` may return 0), ``atomic_append = False`` and
-``atomic_replace = False`` (the base class's non-atomic defaults are kept).
+``clear_expired`` may return 0), ``atomic_append = False``,
+``atomic_replace = False`` and ``atomic_take = False`` (the base class's
+non-atomic defaults are kept).
 
 **App authors** use :func:`read_session` / :func:`seed_session` (and the
 async :func:`aread_session` / :func:`aseed_session`) to look at or prepare
@@ -64,7 +65,7 @@ __all__ += ["StoreConformance", "new_key"]
 #
 # Self-contained: uses only the SessionStore ABC, anyio, pytest and secrets.
 # Its public API is StoreConformance (its fixtures, its class attributes
-# native_ttl / atomic_append / atomic_replace) and new_key; plugins rely on
+# native_ttl / atomic_append / atomic_replace / atomic_take) and new_key; plugins rely on
 # both, so they change only compatibly.
 # =============================================================================
 
@@ -101,7 +102,7 @@ class StoreConformance:
 
     Subclass it in a ``Test…`` class and provide a ``store`` fixture (usually
     an async generator that closes the store). Each test uses fresh random
-    keys, so the store may be shared and need not be empty. Five tests sleep
+    keys, so the store may be shared and need not be empty. Six tests sleep
     1.1 s to watch a 1 s TTL run out.
     """
 
@@ -116,6 +117,10 @@ class StoreConformance:
     atomic_replace: bool = True
     """False for stores that keep the base class's read-compare-update
     ``replace``: skips the test of a compaction racing appends."""
+
+    atomic_take: bool = True
+    """False for stores that keep the base class's read-then-delete ``take``:
+    skips the test of a take racing appends."""
 
     @pytest.fixture
     def anyio_backend(self) -> str:
@@ -391,6 +396,56 @@ class StoreConformance:
         await store.create(key, b"x", 60)
         await store.delete(key)
         await store.delete(key)
+
+    @_anyio
+    async def test_take_returns_and_deletes(self, store: SessionStore) -> None:
+        """``take`` returns the record's bytes, and the record is gone."""
+        key = new_key()
+        await store.create(key, b"a", 60)
+        await store.append(key, b"b", 60)
+        assert await store.take(key) == b"ab"
+        assert await store.read(key) is None
+        assert await store.take(key) is None
+        assert not await store.append(key, b"c", 60)
+
+    @_anyio
+    async def test_take_missing_or_expired_is_none(self, store: SessionStore) -> None:
+        """An absent or expired record takes as ``None``, and an expired one is gone."""
+        assert await store.take(new_key()) is None
+        key = new_key()
+        await store.create(key, b"x", 1)
+        await anyio.sleep(1.1)
+        assert await store.take(key) is None
+        assert await store.create(key, b"y", 60)
+
+    @_anyio
+    async def test_take_racing_appends_loses_none(self, store: SessionStore) -> None:
+        """20 appends racing one take: each lands in what was taken, or reports failure."""
+        if not self.atomic_take:
+            pytest.skip("this store keeps the default, non-atomic take")
+        key = new_key()
+        await store.create(key, b"", 60)
+        frames = _frames(20)
+        landed: list[bytes] = []
+        taken: list[bytes | None] = []
+
+        async def add(frame: bytes) -> None:
+            if await store.append(key, frame, 60):
+                landed.append(frame)
+
+        async def take() -> None:
+            taken.append(await store.take(key))
+
+        async with anyio.create_task_group() as group:
+            for index, frame in enumerate(frames):
+                group.start_soon(add, frame)
+                if index == len(frames) // 2:
+                    group.start_soon(take)
+        assert taken[0] is not None
+        assert _split_frames(taken[0]) == sorted(landed), (
+            "an append reported success but is not in what take returned"
+        )
+        assert await store.read(key) is None
 
     @_anyio
     async def test_create_after_delete(self, store: SessionStore) -> None:

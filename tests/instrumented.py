@@ -161,6 +161,11 @@ class CountingStore(SessionStore):
         self._enter("delete", key)
         await self.inner.delete(key)
 
+    async def take(self, key: StoreKey) -> bytes | None:
+        """Count, then take (the inner store's own, atomic version)."""
+        self._enter("take", key)
+        return await self.inner.take(key)
+
     async def clear_expired(self) -> int:
         """Count, then clear."""
         self._enter("clear_expired")

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -473,6 +473,160 @@ async def test_a_cycle_overlapping_a_write_keeps_both_and_in_place_changes() -> 
     assert new_id != session_id
     after = await raw_request(app, "/load", cookie=new_id)
     assert json.loads(after.body)["data"] == {"cart": ["book", "pen"], "note": "hi"}
+
+
+async def _cycle_with_a_parallel_note(
+    store: SessionStore,
+    *,
+    prepare: Callable[[Session], Awaitable[None]] | None = None,
+    note_commits: str = "before",
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """A request that cycles its key while a parallel one sets ``note`` on the old id.
+
+    Both load the session first. The parallel request commits ``"before"``
+    the cycling one does, or ``"after"`` it (once the old record is taken).
+    Returns the cycling response, the parallel one, and what the new id holds.
+    """
+    elevate_ready, elevate_go = anyio.Event(), anyio.Event()
+    note_ready, note_go = anyio.Event(), anyio.Event()
+
+    async def fill(request: Request) -> dict[str, Any]:
+        session_of(request)["cart"] = ["book"]
+        return {}
+
+    async def elevate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        if prepare is not None:
+            await prepare(session)
+        session.cycle_key()
+        elevate_ready.set()
+        await elevate_go.wait()
+        return {}
+
+    async def note(request: Request) -> dict[str, Any]:
+        session_of(request)["note"] = "hi"
+        note_ready.set()
+        await note_go.wait()
+        return {}
+
+    routes = {**ROUTES, "/fill": fill, "/elevate": elevate, "/note": note}
+    app = session_app(routes, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/fill")).set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+    done = {"/elevate": anyio.Event(), "/note": anyio.Event()}
+    go = {"/elevate": elevate_go, "/note": note_go}
+
+    async def run(path: str) -> None:
+        results[path] = await raw_request(app, path, cookie=session_id)
+        done[path].set()
+
+    order = ["/note", "/elevate"] if note_commits == "before" else ["/elevate", "/note"]
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "/elevate")
+            tg.start_soon(run, "/note")
+            await elevate_ready.wait()
+            await note_ready.wait()
+            for path in order:  # one commits and finishes, then the other
+                go[path].set()
+                await done[path].wait()
+    new_id = cookie_value(results["/elevate"].set_cookies)
+    data = None
+    if new_id:
+        data = json.loads((await raw_request(app, "/load", cookie=new_id)).body)["data"]
+    return results["/elevate"], results["/note"], data
+
+
+@pytest.mark.anyio
+async def test_a_write_committed_after_the_cycle_gets_a_400() -> None:
+    # The old record is taken atomically: a parallel write lands in what was
+    # taken (and is carried over) or fails. It never gets a 200 and is lost.
+    elevated, noted, data = await _cycle_with_a_parallel_note(_memory(), note_commits="after")
+    assert elevated.status == 200
+    assert noted.status == 400  # SessionInterrupted: the old id is gone
+    assert data == {"cart": ["book"]}
+
+
+@pytest.mark.anyio
+async def test_a_write_committed_before_the_cycle_is_carried_over() -> None:
+    elevated, noted, data = await _cycle_with_a_parallel_note(_memory())
+    assert (elevated.status, noted.status) == (200, 200)
+    assert data == {"cart": ["book"], "note": "hi"}
+
+
+@pytest.mark.anyio
+async def test_save_then_cycle_still_carries_over_parallel_writes() -> None:
+    async def save_first(session: Session) -> None:
+        session["step"] = "paid"
+        await session.save()
+
+    elevated, noted, data = await _cycle_with_a_parallel_note(_memory(), prepare=save_first)
+    assert (elevated.status, noted.status) == (200, 200)
+    assert data == {"cart": ["book"], "step": "paid", "note": "hi"}
+
+
+@pytest.mark.anyio
+async def test_cycling_an_emptied_session_keeps_a_parallel_write() -> None:
+    async def empty(session: Session) -> None:
+        del session["cart"]  # emptied key by key: the record stays
+
+    elevated, noted, data = await _cycle_with_a_parallel_note(_memory(), prepare=empty)
+    assert (elevated.status, noted.status) == (200, 200)
+    assert data == {"note": "hi"}
+
+
+@pytest.mark.anyio
+async def test_a_login_after_a_logout_through_a_stale_cache_gets_a_400(tmp_path: Any) -> None:
+    # WriteThroughStore: the logout's delete reached the database but not yet
+    # the cache (its tombstone is the next round trip, or the cache blinked).
+    # The cycle's check must ask the database, not the stale cached copy.
+    from asgi_sessions.stores import FileStore, WriteThroughStore
+
+    store = WriteThroughStore(MemoryStore(), FileStore(tmp_path))
+    reached = anyio.Event()
+    release = anyio.Event()
+
+    async def elevate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session.cycle_key()
+        reached.set()
+        await release.wait()
+        return {}
+
+    app = session_app({**ROUTES, "/elevate": elevate}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+
+    async def run_elevate() -> None:
+        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_elevate)
+        await reached.wait()
+        await store.db.delete(store_key(session_id))  # the logout, first half
+        assert await store.cache.read(store_key(session_id)) is not None  # stale
+        release.set()
+    assert results["elevate"].status == 400
+    assert cookie_line(results["elevate"].set_cookies) is None
+
+
+@pytest.mark.anyio
+async def test_an_emptied_record_is_touched_like_any_other() -> None:
+    store = _memory()
+
+    async def forget(request: Request) -> dict[str, Any]:
+        del session_of(request)["user"]
+        return {}
+
+    app = session_app({**ROUTES, "/forget": forget}, store=store, secret_key=None, idle_timeout=60)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    assert (await raw_request(app, "/forget", cookie=session_id)).status == 200
+    store.log.clear()
+    assert (await raw_request(app, "/load", cookie=session_id)).status == 200
+    assert [method for method, _ in store.log] == ["read", "touch"]
 
 
 @pytest.mark.anyio

@@ -142,6 +142,24 @@ class SessionStore(ABC):
     async def delete(self, key: StoreKey) -> None:
         """Remove ``key``; a no-op when it is absent."""
 
+    async def take(self, key: StoreKey) -> bytes | None:
+        """Delete the record under ``key`` and return what it held (``None``: absent or expired).
+
+        What moving a session to a new id (``cycle_key``, login) needs: the
+        old record's last contents, with no write to it able to land after
+        they were read and still report success. The answer must come from
+        where writes are decided (a cache in front must not answer it).
+        Override it with one atomic operation of your backend (Redis
+        ``GETDEL``, SQL ``DELETE … RETURNING``).
+
+        The default reads, then deletes: correct for one request at a time,
+        but an append that lands between the two is lost.
+        """
+        data = await self.read(key)
+        if data is not None:
+            await self.delete(key)
+        return data
+
     async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """Atomically add ``data`` to the end of the record under ``key``.
 

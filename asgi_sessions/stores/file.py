@@ -349,6 +349,19 @@ class FileStore(SessionStore):
 
         await self._run(delete)
 
+    async def take(self, key: StoreKey) -> bytes | None:
+        """Read and remove the record under the key's lock: no write lands in between."""
+        path = self._path(key)
+
+        def take(deadline: float) -> bytes | None:
+            with self._locked(key, deadline):
+                data = self._read_live(path)
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                return data
+
+        return await self._run(take)
+
     async def clear_expired(self) -> int:
         """Delete expired records, and temporary files a crash left behind.
 

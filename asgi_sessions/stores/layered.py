@@ -160,6 +160,12 @@ class WriteThroughStore(SessionStore):
         await self.db.delete(key)
         await self._bury(key)
 
+    async def take(self, key: StoreKey) -> bytes | None:
+        """Take from the database (never from the cache), then leave a tombstone."""
+        data = await self.db.take(key)
+        await self._bury(key)
+        return data
+
     async def link_user(self, user: UserKey, key: StoreKey) -> None:
         """Link in the database, the store's truth (the cache keeps no index)."""
         await self.db.link_user(user, key)

@@ -117,6 +117,12 @@ class MemoryStore(SessionStore):
         """Remove the record, if any."""
         self._entries.pop(key, None)
 
+    async def take(self, key: StoreKey) -> bytes | None:
+        """Remove the record and return its bytes; nothing can run in between."""
+        data = self._live(key)
+        self._entries.pop(key, None)
+        return data
+
     async def link_user(self, user: UserKey, key: StoreKey) -> None:
         """Add ``key`` to ``user``'s set, forgetting the set's links to gone records."""
         keys = self._users.setdefault(user, set())

@@ -6,7 +6,7 @@ import on Python 3.11.)
 Every operation is exactly one round trip: ``GET``; ``SET … EX NX`` for
 create-only and ``SET … EX XX`` for update-only writes; ``EXPIRE`` for a
 touch; ``DEL``; and small server-side Lua scripts (``EVALSHA``) for the
-atomic append and compare-and-set, so the concurrent-merge guarantees cost
+atomic append, compare-and-set and take (read-and-delete), so the concurrent-merge guarantees cost
 no extra round trip. Expiry is Redis's own (``EX``): ``clear_expired`` only
 prunes the user index (below).
 
@@ -83,6 +83,13 @@ if string.sub(current, 1, size) == ARGV[1] then
 end
 redis.call('SET', KEYS[1], current .. ARGV[3], 'EX', ARGV[4])
 return 1
+"""
+
+# KEYS[1] = key. Returns the record's bytes (false, i.e. nil, if absent), deleting it.
+_TAKE = """
+local current = redis.call('GET', KEYS[1])
+if current then redis.call('DEL', KEYS[1]) end
+return current
 """
 
 # KEYS[1] = the user's set; ARGV[1] = a session key. Returns the set's size.
@@ -180,6 +187,7 @@ class RedisStore(SessionStore):
         self._append = _Script(_APPEND)
         self._replace = _Script(_REPLACE)
         self._compact_and_append = _Script(_COMPACT_AND_APPEND)
+        self._take = _Script(_TAKE)
         self._link = _Script(_LINK)
 
     def _key(self, key: StoreKey) -> str:
@@ -261,6 +269,11 @@ class RedisStore(SessionStore):
     async def delete(self, key: StoreKey) -> None:
         """``DEL``."""
         await self._call(lambda: self.client.delete(self._key(key)))
+
+    async def take(self, key: StoreKey) -> bytes | None:
+        """A Lua ``GET`` then ``DEL``, atomically (``GETDEL`` needs Redis 6.2)."""
+        value: bytes | None = await self._call(lambda: self._take(self.client, self._key(key)))
+        return value
 
     async def link_user(self, user: UserKey, key: StoreKey) -> None:
         """``SADD`` to the user's set (one script, one round trip); prunes big sets."""

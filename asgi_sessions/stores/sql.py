@@ -44,6 +44,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from ..errors import SessionStoreUnavailable
 from .base import SessionStore, StoreKey, UserKey
@@ -72,13 +73,25 @@ def _deadline(ttl: int) -> int:
     return _now() + ttl * 1000
 
 
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "55P03")
+"""SQLSTATE classes (and one code) that mean "not now", not "wrong": connection
+exceptions, insufficient resources (too many connections, disk full), operator
+intervention (statement timeout, server shutting down), lock timeout. asyncpg
+reports them through SQLAlchemy as a plain ``DBAPIError``."""
+
+
 def _is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means "the database cannot be reached", not a bug."""
     if isinstance(error, (TimeoutError, OSError, exc.TimeoutError)):
         return True
     if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
         return True
-    return isinstance(error, exc.DBAPIError) and error.connection_invalidated
+    if not isinstance(error, exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 def _describe(error: BaseException) -> str:
@@ -86,7 +99,9 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "timed out"
     if isinstance(error, exc.DBAPIError) and error.orig is not None:
-        return type(error.orig).__name__
+        sqlstate = getattr(error.orig, "sqlstate", None)
+        name = type(error.orig).__name__
+        return f"{name} {sqlstate}" if isinstance(sqlstate, str) else name
     return type(error).__name__
 
 
@@ -171,7 +186,11 @@ class SQLStore(SessionStore):
             # No pool_pre_ping: it costs a round trip on every checkout. A
             # connection that died with its server is retried once instead
             # (see _run), which is the same recovery for free.
-            self._engine = create_async_engine(url, connect_args=_connect_args(url, timeout))
+            # hide_parameters: an error that does escape must not carry a
+            # record's bytes (or its key) into a log or a traceback page.
+            self._engine = create_async_engine(
+                url, connect_args=_connect_args(url, timeout), hide_parameters=True
+            )
             self._owns_engine = True
             if url.get_backend_name() == "sqlite":
                 _sqlite_pragmas(self._engine, timeout)
@@ -199,6 +218,12 @@ class SQLStore(SessionStore):
         )
         self._table_ready = not create_table
         self._table_lock = anyio.Lock()
+        # An in-memory SQLite database lives in one connection that every
+        # task shares (SQLAlchemy gives it a StaticPool). Operations must not
+        # overlap on it: one task's rollback on return to the pool would undo
+        # another's write that already reported success.
+        shared = isinstance(self._engine.sync_engine.pool, (StaticPool, SingletonThreadPool))
+        self._serial: anyio.Lock | None = anyio.Lock() if shared else None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -234,21 +259,27 @@ class SQLStore(SessionStore):
         """Run one operation under the timeout, mapping outages to SessionStoreUnavailable."""
         try:
             with anyio.fail_after(self.timeout):
-                await self._ensure_table()
-                try:
-                    return await operation()
-                except exc.DBAPIError as error:
-                    # A pooled connection whose server restarted fails once and is
-                    # discarded; the operation then runs on a fresh connection.
-                    if not error.connection_invalidated:
-                        raise
-                    return await operation()
+                if self._serial is None:
+                    return await self._attempt(operation)
+                async with self._serial:
+                    return await self._attempt(operation)
         except Exception as error:
             if _is_unavailable(error):
                 raise SessionStoreUnavailable(
                     f"SQL session store unavailable ({self._dialect}: {_describe(error)})"
                 ) from None
             raise
+
+    async def _attempt(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+        await self._ensure_table()
+        try:
+            return await operation()
+        except exc.DBAPIError as error:
+            # A pooled connection whose server restarted fails once and is
+            # discarded; the operation then runs on a fresh connection.
+            if not error.connection_invalidated:
+                raise
+            return await operation()
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -438,6 +469,32 @@ class SQLStore(SessionStore):
                 await conn.execute(stmt)
 
         await self._run(delete)
+
+    async def take(self, key: StoreKey) -> bytes | None:
+        """``DELETE … RETURNING`` the row, or a locked SELECT then DELETE where unsupported."""
+        table = self.table
+        returning = (
+            sa.delete(table).where(table.c.key == key).returning(table.c.data, table.c.expires_at)
+        )
+        locked = (
+            sa.select(table.c.data, table.c.expires_at).where(table.c.key == key).with_for_update()
+        )
+        delete = sa.delete(table).where(table.c.key == key)
+
+        async def take() -> bytes | None:
+            now = _now()
+            async with self._transaction() as conn:
+                if conn.dialect.delete_returning:
+                    row = (await conn.execute(returning)).one_or_none()
+                else:  # MySQL, MariaDB before 10.0.5
+                    row = (await conn.execute(locked)).one_or_none()
+                    if row is not None:
+                        await conn.execute(delete)
+            if row is None or int(row[1]) <= now:
+                return None
+            return bytes(row[0])
+
+        return await self._run(take)
 
     has_user_index = True
 

@@ -79,6 +79,8 @@ def _require(url: str) -> str:
 
 
 def _url(backend: str, tmp_path: Path) -> str:
+    if backend == "sqlite-memory":
+        return "sqlite+aiosqlite://"
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'sessions.db'}"
     return _require(POSTGRES_URL if backend == "postgres" else MYSQL_URL)
@@ -132,6 +134,12 @@ class _SQLConformance(StoreConformance):
 
 class TestSQLiteConformance(_SQLConformance):
     backend = "sqlite"
+
+
+class TestSQLiteInMemoryConformance(_SQLConformance):
+    """One connection shared by every task: its racing writes used to undo each other."""
+
+    backend = "sqlite-memory"
 
 
 @pytest.mark.postgres
@@ -320,6 +328,48 @@ async def test_a_write_that_timed_out_does_not_land_later(url: str) -> None:
         await other.dispose()
         await _drop(store)
         await store.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("setting", ["lock_timeout", "statement_timeout"])
+async def test_postgres_server_side_timeouts_are_unavailable(setting: str) -> None:
+    """A server-side timeout (a common guard on production roles) is an outage, not a bug.
+
+    asyncpg reports it through SQLAlchemy as a plain ``DBAPIError`` (SQLSTATE
+    55P03 or 57014); it used to escape raw, a 500 whose message held the key
+    and the record's bytes.
+    """
+    url = _require(POSTGRES_URL)
+    engine = create_async_engine(
+        url, connect_args={"server_settings": {setting: "300"}}, hide_parameters=False
+    )
+    store = SQLStore(engine, table_name=_table(), timeout=5)
+    key = new_key()
+    await store.create(key, b"before", 60)
+    other = create_async_engine(url)
+    try:
+        async with other.connect() as conn:
+            holder = sa.update(store.table).where(store.table.c.key == key).values(data=b"held")
+            await conn.execute(holder)  # holds the row lock
+            started = time.monotonic()
+            with pytest.raises(SessionStoreUnavailable) as caught:
+                await store.update(key, b"SECRET-BYTES", 60)
+            assert time.monotonic() - started < 3
+            assert key not in str(caught.value)
+            assert "SECRET" not in str(caught.value)
+            await conn.rollback()
+        assert await store.read(key) == b"before"
+    finally:
+        await other.dispose()
+        await _drop(store)
+        await store.close()
+        await engine.dispose()
+
+
+def test_engines_the_store_makes_hide_parameters(tmp_path: Path) -> None:
+    # An error that escapes (a bug, not an outage) must not carry session bytes.
+    store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}")
+    assert store.engine.sync_engine.hide_parameters
 
 
 # -- through the middleware ---------------------------------------------------------------

@@ -184,6 +184,17 @@ class ShelfStore(SessionStore):
         """Remove the row, if any."""
         await self._run(lambda db: db.execute("DELETE FROM sessions WHERE key = ?", (key,)))
 
+    async def take(self, key: str) -> bytes | None:
+        """Delete the row and return its live data, in one statement (SQLite 3.35+)."""
+
+        def take(db: sqlite3.Connection) -> bytes | None:
+            row = db.execute(
+                "DELETE FROM sessions WHERE key = ? RETURNING data, expires", (key,)
+            ).fetchone()
+            return None if row is None or row[1] <= time.time() else bytes(row[0])
+
+        return await self._run(take)
+
     async def clear_expired(self) -> int:
         """Delete expired rows; SQLite has no TTL of its own."""
 
