@@ -1063,12 +1063,13 @@ class Session(dict[str, Any]):
         """Give the new copy the keys parallel requests changed in the old record meanwhile.
 
         The copy holds what this request loaded plus its own changes. A key
-        that another request set or deleted since this one loaded it, and
-        that this one did not change itself, is taken from the old record:
-        a key set by a parallel request during a login survives the login,
-        as it survives any other write. A key both changed is this
-        request's (it committed last). Comparing against a fresh decode of
-        the loaded bytes keeps nested changes made in place by this request.
+        that another request set or deleted since ``origin`` (the record as
+        this request last knew it whole), and that this one did not change
+        itself, is taken from the old record: a key set by a parallel
+        request during a login survives the login, as it survives any other
+        write. A key both changed is this request's (it committed last).
+        Comparing against a fresh decode of ``origin`` keeps nested changes
+        made in place by this request.
         """
         serializer = self._backend.serializer
         try:

@@ -6,9 +6,9 @@ import on Python 3.11.)
 Every operation is exactly one round trip: ``GET``; ``SET … EX NX`` for
 create-only and ``SET … EX XX`` for update-only writes; ``EXPIRE`` for a
 touch; ``DEL``; and small server-side Lua scripts (``EVALSHA``) for the
-atomic append, compare-and-set and take (read-and-delete), so the concurrent-merge guarantees cost
-no extra round trip. Expiry is Redis's own (``EX``): ``clear_expired`` only
-prunes the user index (below).
+atomic append, compare-and-set and take (read-and-delete), so the
+concurrent-merge guarantees cost no extra round trip. Expiry is Redis's own
+(``EX``): ``clear_expired`` only prunes the user index (below).
 
 Works with a plain client, a Sentinel-managed one and ``RedisCluster``
 (every command and script touches one key, so slots never get in the way).
