@@ -254,6 +254,15 @@ def store_key(session_id: str) -> str:
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
 
 
+def forward_key(key: str) -> str:
+    """Where a cycled session's old store ``key`` records the key it moved to.
+
+    Derived from the store key (not the id), so the session layer can follow
+    a chain of cycles, and domain-separated, so no session id hashes to it.
+    """
+    return hashlib.sha256(b"asgi_sessions.forward\0" + key.encode("ascii")).hexdigest()
+
+
 def user_key(user_id: object) -> str:
     """The key a store's user index sees for ``user_id``: SHA-256 of its text, hex.
 

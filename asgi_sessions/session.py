@@ -33,7 +33,7 @@ from ._record import (
     pack_cookie,
     unpack_expiry,
 )
-from .crypto import is_session_id, new_session_id, store_key, user_key
+from .crypto import forward_key, is_session_id, new_session_id, store_key, user_key
 from .errors import (
     SessionError,
     SessionInterrupted,
@@ -75,6 +75,13 @@ COMPACT_AFTER_FRAMES: Final = 2
 # limit applies (Django's SESSION_COOKIE_AGE).
 DEFAULT_SERVER_AGE: Final = 1_209_600
 _CREATE_ATTEMPTS: Final = 4
+_FORWARD_TTL: Final = 60
+"""Seconds a cycled session's forward record lives. It serves requests sent
+with the old id before the new cookie reached the browser, which arrive
+within a network delay of the cycle; short, because whoever holds the old id
+(a fixation attempt's planted cookie, say) can end the new session with it."""
+_FORWARD_HOPS: Final = 8
+"""The most records a logout follows through forward records."""
 
 
 _time = time.time
@@ -177,6 +184,7 @@ class Session(dict[str, Any]):
     _flushed: bool = False
     _cycle: bool = False
     _gone: bool = False  # the record under _key was deleted on purpose (logout_everywhere)
+    _unknown: str | None = None  # a well-formed id the store did not know (see _end)
     _reissue: bool = False
     _frozen: str | None = None
 
@@ -263,6 +271,7 @@ class Session(dict[str, Any]):
         if blob is None:
             # Expired by the store's TTL, deleted, or never issued by us.
             self._event("rejected", session_id, "unknown id")
+            self._unknown = session_id  # a logout still follows where a login moved it
             return
         try:
             record = decode_frames(self._backend.serializer, blob)
@@ -673,6 +682,8 @@ class Session(dict[str, Any]):
         if old is None and self._state in (_STORE_PENDING, _FAILED):
             # A failed read must not stop a logout: the delete needs no load.
             old = self._take_session_id()
+        if old is None:
+            old, self._unknown = self._unknown, None
         self._take_token()  # whether a cookie must be deleted
         if old is not None:
             self._old_key = old
@@ -945,7 +956,7 @@ class Session(dict[str, Any]):
         old_key = self._old_key
         update: CookieUpdate | None = None
         if old_key is not None and old_key != self._key:
-            await store.delete(store_key(old_key))
+            await _end(store, store_key(old_key))
             if self._flushed:
                 self._event("flushed", old_key)
             if not dict.__len__(self) and self._take_token() is not None:
@@ -957,9 +968,14 @@ class Session(dict[str, Any]):
             # written (and cycled, and touched) like any other: a parallel
             # request may have added a key meanwhile, which must survive.
             if key is not None and self._modified:
-                await store.delete(store_key(key))
+                await _end(store, store_key(key))
                 self._key = None
                 update = _DELETE if self._take_token() is not None else update
+            elif self._cleared and self._unknown is not None:
+                # clear() on an id the store did not know: a login may have
+                # moved it just before (a logout racing a login), so follow it.
+                await _end(store, store_key(self._unknown))
+                self._unknown = None
             elif self._flushed and update is None and self._take_token() is not None:
                 # A logout with a cookie whose id the store did not know (it
                 # expired, or it was never ours): nothing to delete but the cookie.
@@ -1043,10 +1059,16 @@ class Session(dict[str, Any]):
         too and this request gets :class:`SessionInterrupted`, so no fresh
         id outlives the logout. Otherwise what parallel requests wrote to the
         old record since this one read it is carried over (:meth:`_carry_over`).
+
+        Before the take, the old key's forward record gets the new key, so a
+        logout that reaches the old id after the take (it was sent before
+        this response reached the browser) ends the new record too.
         """
         assert update.value is not None
         new = store_key(update.value)
-        current = await store.take(store_key(old_id))
+        old = store_key(old_id)
+        await _leave_forward(store, old, new)
+        current = await store.take(old)
         if current is None:
             await store.delete(new)
             self._key = None
@@ -1101,10 +1123,19 @@ class Session(dict[str, Any]):
                 snapshot=merged,
             ),
         )
-        if ttl >= 1 and await store.update(new, blob, ttl):
-            dict.clear(self)
-            dict.update(self, merged)
-            self._blob = self._origin = blob
+        if ttl < 1:
+            return
+        if not await store.update(new, blob, ttl):
+            # A logout reached the old id after the take and followed its
+            # forward record here: the new copy is gone, and stays gone.
+            self._key = None
+            raise SessionInterrupted(
+                "the session was deleted (for example by a logout in another tab) "
+                "while this request was cycling its key; no new id was issued"
+            )
+        dict.clear(self)
+        dict.update(self, merged)
+        self._blob = self._origin = blob
 
     def _changed_keys(self) -> Iterable[str]:
         """The keys this request changed: set, replaced or deleted."""
@@ -1187,3 +1218,41 @@ class Session(dict[str, Any]):
         self._frames += 1
         self._created = created
         self._issued = now
+
+
+async def _leave_forward(store: SessionStore, old: str, new: str) -> None:
+    """Record in ``old``'s forward record that its session moved to ``new``.
+
+    Two requests cycling one session at once both get listed (the create
+    of one and the append of the other cannot both miss).
+    """
+    forward = forward_key(old)
+    target = new.encode("ascii")
+    for _ in range(_CREATE_ATTEMPTS):
+        if await store.create(forward, target, _FORWARD_TTL):
+            return
+        if await store.append(forward, b"\n" + target, _FORWARD_TTL):
+            return
+
+
+async def _end(store: SessionStore, key: str) -> None:
+    """Delete the record under ``key`` for a logout, wherever a cycle moved it.
+
+    A logout sent with the old id while a login (a ``cycle_key``) was in
+    flight can land after the login took the old record; the record is then
+    already gone and its forward record names the new one, which is ended
+    too (and so on, for a few hops). A plain logout costs one ``take``.
+    """
+    pending = [key]
+    for _ in range(_FORWARD_HOPS):
+        if not pending:
+            return
+        current = pending.pop()
+        if await store.take(current) is not None:
+            continue
+        moved = await store.take(forward_key(current))
+        if moved:
+            for line in moved.split(b"\n"):
+                target = line.decode("ascii", "replace")
+                if len(target) == 64 and not target.strip("0123456789abcdef"):
+                    pending.append(target)

@@ -107,6 +107,10 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         session_of(request).flush()
         return PlainTextResponse("bye")
 
+    async def clear(request: Request) -> Response:
+        request.session.clear()  # a logout as Starlette apps write it
+        return PlainTextResponse("bye")
+
     async def view(request: Request) -> Response:
         return JSONResponse(dict(request.session))
 
@@ -123,6 +127,7 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/login", slow_login),
             Route("/claim", claim),
             Route("/logout", logout),
+            Route("/clear", clear),
             Route("/view", view),
             Route("/new/{n}", new),
         ],
@@ -306,6 +311,81 @@ async def test_a_login_keeps_keys_set_by_parallel_requests(store_name: str, tmp_
         assert json.loads(body) == {"owner": "alice", "user": "alice", "k0": 0, "k1": 1, "k2": 2}
         _, _, body = await call(app, "/view", cookie)
         assert body == b"{}"  # the old id is worthless
+
+
+def _ready(*names: str) -> dict[str, Any]:
+    """State for :func:`make_app` whose login and logout go at once."""
+    state: dict[str, Any] = {name: anyio.Event() for name in names}
+    for event in state.values():
+        event.set()
+    return state
+
+
+@pytest.mark.parametrize("logout", ["/logout", "/clear"])
+async def test_a_logout_landing_after_a_login_ends_the_new_id(
+    store_name: str, tmp_path: Path, logout: str
+) -> None:
+    """A logout sent with the old id before the login's new cookie arrived.
+
+    The login took the old record first, so the logout finds it gone: it
+    follows the old id's forward record and ends the new session too.
+    Before, the new id stayed logged in although the user had clicked
+    "log out" (and got a 200 for it).
+    """
+    async with store_factory(store_name, tmp_path) as store:
+        app = make_app(store, _ready("login_loaded", "login_go"))
+        cookie = await seeded(app)
+        status, new_cookie, _ = await call(app, "/login", cookie)
+        assert status == 200
+        assert new_cookie is not None
+        status, _, _ = await call(app, logout, cookie)  # the stale id
+        assert status == 200
+        for value in (new_cookie, cookie):
+            _, _, body = await call(app, "/view", value)
+            assert body == b"{}"
+
+
+async def test_a_logout_after_two_logins_ends_every_new_id(store_name: str, tmp_path: Path) -> None:
+    """Logins chained (old → new → newer) and two in parallel on one id."""
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {"login_loaded": anyio.Event(), "login_go": anyio.Event()}
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        results: list[tuple[int, str | None, bytes]] = []
+
+        async def login() -> None:
+            results.append(await call(app, "/login", cookie))
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(login)
+            group.start_soon(login)
+            with anyio.fail_after(10):
+                await state["login_loaded"].wait()
+                await anyio.sleep(0.05)  # both loaded the old record
+            state["login_go"].set()
+        issued = [new for status, new, _ in results if status == 200 and new is not None]
+        assert issued, results  # at least one login won
+        status, newer, _ = await call(app, "/login", issued[0])  # a second login, chained
+        assert status == 200
+        assert newer is not None
+        status, _, _ = await call(app, "/logout", cookie)  # the first, stale id
+        assert status == 200
+        for value in (*issued, newer):
+            _, _, body = await call(app, "/view", value)
+            assert body == b"{}"
+
+
+async def test_a_logout_with_an_unknown_id_stays_harmless(store_name: str, tmp_path: Path) -> None:
+    async with store_factory(store_name, tmp_path) as store:
+        app = make_app(store, _ready())
+        other = await seeded(app)
+        cookie = await seeded(app)
+        status, _, _ = await call(app, "/logout", cookie)
+        assert status == 200
+        status, _, _ = await call(app, "/logout", cookie)  # already gone: nothing to follow
+        assert status == 200
+        _, _, body = await call(app, "/view", other)
+        assert json.loads(body) == {"owner": "alice"}
 
 
 async def test_concurrent_new_sessions_never_share_an_id(store_name: str, tmp_path: Path) -> None:

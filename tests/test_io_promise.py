@@ -181,14 +181,12 @@ def test_new_session_costs_one_write(make_client: ClientFactory, backend: Backen
 
 
 @pytest.mark.parametrize("backend", ["memory"], indirect=True)
-def test_flush_on_a_server_store_is_one_delete(
-    make_client: ClientFactory, backend: Backend
-) -> None:
+def test_flush_on_a_server_store_is_one_take(make_client: ClientFactory, backend: Backend) -> None:
     client = _seeded(make_client, backend)
     session_id = client.cookies.get("session")
     assert session_id
     response = client.get("/flush")
-    assert _work(backend) == {"delete": 1}
+    assert _work(backend) == {"take": 1}  # a delete that says what it ended (see _end)
     assert backend.counting.keys == [store_key(session_id)]
     line = _set_cookie(response)
     assert line is not None

@@ -30,9 +30,9 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_sessions import Session, SessionMiddleware, session_of
-from asgi_sessions.crypto import new_session_id, store_key
+from asgi_sessions.crypto import forward_key, new_session_id, store_key
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
-from asgi_sessions.stores import MemoryStore, SessionStore
+from asgi_sessions.stores import MemoryStore, SessionStore, StoreKey
 from tests.instrumented import (
     SECRET,
     CountingStore,
@@ -342,12 +342,91 @@ async def test_logout_during_a_slow_cycle_key_is_not_undone() -> None:
         session["role"] = "admin"
         session.cycle_key()
 
-    store, _, elevated, logout_response = await _overtaken_by_logout(elevate)
+    store, session_id, elevated, logout_response = await _overtaken_by_logout(elevate)
     assert logout_response.status == 200
     assert elevated.status == 400  # SessionInterrupted
     assert cookie_line(elevated.set_cookies) is None  # no new id handed out
-    for key in {key for method, key in store.log if method == "create"}:
+    forward = forward_key(store_key(session_id))  # names the copy; it expires on its own
+    for key in {key for method, key in store.log if method == "create"} - {forward}:
         assert await store.inner.read(key) is None, "a cycled copy of the session was kept"
+
+
+class _PausingTake(CountingStore):
+    """Pauses a cycle right after it took the old record, until released."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        super().__init__(inner)
+        self.pause_on: str | None = None
+        self.taken = anyio.Event()
+        self.release = anyio.Event()
+
+    async def take(self, key: StoreKey) -> bytes | None:
+        data = await super().take(key)
+        if key == self.pause_on:
+            self.pause_on = None
+            self.taken.set()
+            with anyio.fail_after(10):
+                await self.release.wait()
+        return data
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("parallel_write", [False, True])
+async def test_logout_between_a_cycles_take_and_its_commit_ends_the_new_id(
+    parallel_write: bool,
+) -> None:
+    # The logout reaches the old id after the login took it, but before the
+    # login finished (with a parallel write, it still has to carry keys over
+    # to its copy). The logout follows the forward record and ends the copy;
+    # the login either gets a 400 or hands out an id that is already dead.
+    store = _PausingTake(MemoryStore())
+    loaded = anyio.Event()
+    go = anyio.Event()
+
+    async def login(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        await session.load()
+        loaded.set()
+        with anyio.fail_after(10):
+            await go.wait()
+        session.cycle_key()
+        session["role"] = "admin"
+        return {}
+
+    app = session_app({**ROUTES, "/login": login}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+
+    async def run_login() -> None:
+        results["login"] = await raw_request(app, "/login", cookie=session_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run_login)
+        with anyio.fail_after(10):
+            await loaded.wait()
+        if parallel_write:
+            assert (await raw_request(app, "/write", cookie=session_id)).status == 200
+        store.pause_on = store_key(session_id)
+        go.set()
+        with anyio.fail_after(10):
+            await store.taken.wait()
+        results["logout"] = await raw_request(app, "/logout", cookie=session_id)
+        store.release.set()
+    assert results["logout"].status == 200
+    login_response = results["login"]
+    assert login_response.status == (400 if parallel_write else 200)
+    new_id = cookie_value(login_response.set_cookies)
+    if parallel_write:
+        assert new_id is None  # SessionInterrupted: no id handed out
+    else:
+        assert new_id
+    for value in filter(None, (new_id, session_id)):
+        after = await raw_request(app, "/load", cookie=value)
+        assert json.loads(after.body) == {"user": None, "data": {}}
+    for method, key in store.log:
+        if method == "create" and key != forward_key(store_key(session_id)):
+            assert await store.inner.read(key) is None, "a cycled copy of the session was kept"
 
 
 @pytest.mark.anyio
@@ -814,7 +893,7 @@ def test_flush_after_a_failed_load_still_logs_out() -> None:
         line = cookie_line(response.headers.get_list("set-cookie"))
         assert line is not None
         assert "expires=Thu, 01 Jan 1970" in line
-        assert dict(store.calls) == {"read": 1, "delete": 1}  # and no write
+        assert dict(store.calls) == {"read": 1, "take": 1}  # and no write
         store.fail = set()
         assert in_loop(client, store.inner.read, store_key(session_id)) is None
         assert _replay(client, "/load", session_id).json()["data"] == {}
@@ -825,7 +904,7 @@ def test_flush_after_a_failed_load_still_logs_out() -> None:
     [
         ("create", "/seed", False),
         ("append", "/write", True),
-        ("delete", "/logout", True),
+        ("take", "/logout", True),
     ],
 )
 def test_commit_failure_is_a_503(failing: str, path: str, seeded: bool) -> None:
