@@ -961,6 +961,12 @@ class Session(dict[str, Any]):
                 self._event("flushed", old_key)
             if not dict.__len__(self) and self._take_token() is not None:
                 update = _DELETE
+        if self._cleared and self._unknown is not None:
+            # clear() on an id the store did not know, with or without new
+            # data after it: a login may have moved it just before (a logout
+            # racing a login), so end wherever it went.
+            await _end(store, store_key(self._unknown))
+            self._unknown = None
         key = self._key
         if not dict.__len__(self) and (key is None or self._cleared):
             # Emptied by flush() or clear() (a logout, as Starlette apps
@@ -971,11 +977,6 @@ class Session(dict[str, Any]):
                 await _end(store, store_key(key))
                 self._key = None
                 update = _DELETE if self._take_token() is not None else update
-            elif self._cleared and self._unknown is not None:
-                # clear() on an id the store did not know: a login may have
-                # moved it just before (a logout racing a login), so follow it.
-                await _end(store, store_key(self._unknown))
-                self._unknown = None
             elif self._flushed and update is None and self._take_token() is not None:
                 # A logout with a cookie whose id the store did not know (it
                 # expired, or it was never ours): nothing to delete but the cookie.
@@ -1210,6 +1211,10 @@ class Session(dict[str, Any]):
         else:
             done = await store.append(skey, patch, ttl)
         if not done:
+            if self._cleared:
+                # A clear() (a logout) that found its record gone: a login may
+                # have moved it meanwhile, and the logout must end that too.
+                await _end(store, skey)
             raise SessionInterrupted(
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was running; its changes were not saved"
@@ -1242,6 +1247,8 @@ async def _end(store: SessionStore, key: str) -> None:
     flight can land after the login took the old record; the record is then
     already gone and its forward record names the new one, which is ended
     too (and so on, for a few hops). A plain logout costs one ``take``.
+    The forward record is read, not taken, and left to expire: a logout
+    that failed part-way (a 503) and is retried still finds it.
     """
     pending = [key]
     for _ in range(_FORWARD_HOPS):
@@ -1250,7 +1257,7 @@ async def _end(store: SessionStore, key: str) -> None:
         current = pending.pop()
         if await store.take(current) is not None:
             continue
-        moved = await store.take(forward_key(current))
+        moved = await store.read(forward_key(current))
         if moved:
             for line in moved.split(b"\n"):
                 target = line.decode("ascii", "replace")

@@ -111,6 +111,20 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         request.session.clear()  # a logout as Starlette apps write it
         return PlainTextResponse("bye")
 
+    async def clear_with_flash(request: Request) -> Response:
+        session = request.session
+        session.clear()
+        session["flash"] = "You are logged out."
+        return PlainTextResponse("bye")
+
+    async def slow_clear_with_flash(request: Request) -> Response:
+        session = request.session
+        assert session["owner"] == "alice"
+        state["clear_loaded"].set()
+        with anyio.fail_after(10):
+            await state["clear_go"].wait()
+        return await clear_with_flash(request)
+
     async def view(request: Request) -> Response:
         return JSONResponse(dict(request.session))
 
@@ -128,6 +142,8 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/claim", claim),
             Route("/logout", logout),
             Route("/clear", clear),
+            Route("/clear-flash", clear_with_flash),
+            Route("/slow-clear-flash", slow_clear_with_flash),
             Route("/view", view),
             Route("/new/{n}", new),
         ],
@@ -321,7 +337,7 @@ def _ready(*names: str) -> dict[str, Any]:
     return state
 
 
-@pytest.mark.parametrize("logout", ["/logout", "/clear"])
+@pytest.mark.parametrize("logout", ["/logout", "/clear", "/clear-flash"])
 async def test_a_logout_landing_after_a_login_ends_the_new_id(
     store_name: str, tmp_path: Path, logout: str
 ) -> None:
@@ -340,6 +356,40 @@ async def test_a_logout_landing_after_a_login_ends_the_new_id(
         assert new_cookie is not None
         status, _, _ = await call(app, logout, cookie)  # the stale id
         assert status == 200
+        for value in (new_cookie, cookie):
+            _, _, body = await call(app, "/view", value)
+            assert body == b"{}"
+
+
+async def test_a_clear_logout_loaded_before_a_login_ends_the_new_id(
+    store_name: str, tmp_path: Path
+) -> None:
+    """A Starlette-style logout (clear, then a flash message) that a login overtook.
+
+    It loaded the old record before the login took it, so its write finds
+    the record gone (a 400, as for any overtaken request); it still ends
+    the session the login moved to.
+    """
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {"clear_loaded": anyio.Event(), "clear_go": anyio.Event()}
+        state.update(_ready("login_loaded", "login_go"))
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        results: dict[str, Any] = {}
+
+        async def logout() -> None:
+            results["logout"] = await call(app, "/slow-clear-flash", cookie)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(logout)
+            with anyio.fail_after(10):
+                await state["clear_loaded"].wait()
+            results["login"] = await call(app, "/login", cookie)
+            state["clear_go"].set()
+        status, new_cookie, _ = results["login"]
+        assert status == 200
+        assert new_cookie is not None
+        assert results["logout"][0] == 400
         for value in (new_cookie, cookie):
             _, _, body = await call(app, "/view", value)
             assert body == b"{}"

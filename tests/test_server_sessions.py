@@ -429,6 +429,44 @@ async def test_logout_between_a_cycles_take_and_its_commit_ends_the_new_id(
             assert await store.inner.read(key) is None, "a cycled copy of the session was kept"
 
 
+class _TakeFailsOnce(CountingStore):
+    """A take of ``fail_on`` fails once, as in a short outage."""
+
+    fail_on: str | None = None
+
+    async def take(self, key: StoreKey) -> bytes | None:
+        if key == self.fail_on:
+            self.fail_on = None
+            raise SessionStoreUnavailable("the test store blinked")
+        return await super().take(key)
+
+
+@pytest.mark.anyio
+async def test_a_retried_logout_still_follows_a_login(anyio_backend: str) -> None:
+    # A logout with the pre-login id fails part-way (503) while ending the
+    # session the login moved to; the retry must still find where it went.
+    store = _TakeFailsOnce(MemoryStore())
+
+    async def login(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session.cycle_key()
+        session["role"] = "admin"
+        return {}
+
+    app = session_app({**ROUTES, "/login": login}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    new_id = cookie_value((await raw_request(app, "/login", cookie=session_id)).set_cookies)
+    assert new_id
+    # The logout takes the old id (gone), reads its forward record, and its
+    # take of the new id fails.
+    store.fail_on = store_key(new_id)
+    assert (await raw_request(app, "/logout", cookie=session_id)).status == 503
+    assert (await raw_request(app, "/logout", cookie=session_id)).status == 200
+    after = await raw_request(app, "/load", cookie=new_id)
+    assert json.loads(after.body) == {"user": None, "data": {}}
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("autoload", [True, False])
 @pytest.mark.parametrize("cookie", ["unknown-id", "foreign"])

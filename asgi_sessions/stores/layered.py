@@ -156,15 +156,23 @@ class WriteThroughStore(SessionStore):
         await self._cached(lambda: self.cache.touch(key, self._ttl(ttl)), None)
 
     async def delete(self, key: StoreKey) -> None:
-        """Delete from the database, then leave a tombstone in the cache."""
-        await self.db.delete(key)
-        await self._bury(key)
+        """Delete from the database, then leave a tombstone in the cache (also if it failed)."""
+        try:
+            await self.db.delete(key)
+        finally:
+            await self._bury(key)
 
     async def take(self, key: StoreKey) -> bytes | None:
-        """Take from the database (never from the cache), then leave a tombstone."""
-        data = await self.db.take(key)
-        await self._bury(key)
-        return data
+        """Take from the database (never from the cache), then leave a tombstone.
+
+        The tombstone is left even when the database fails: the take may have
+        committed before its answer was lost, and the cache must not go on
+        serving the record.
+        """
+        try:
+            return await self.db.take(key)
+        finally:
+            await self._bury(key)
 
     async def link_user(self, user: UserKey, key: StoreKey) -> None:
         """Link in the database, the store's truth (the cache keeps no index)."""

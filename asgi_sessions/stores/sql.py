@@ -73,25 +73,42 @@ def _deadline(ttl: int) -> int:
     return _now() + ttl * 1000
 
 
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "55P03")
-"""SQLSTATE classes (and one code) that mean "not now", not "wrong": connection
+_TAKE_ROUNDS = 8
+"""Reads and compare-and-deletes a take without ``RETURNING`` tries."""
+
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "55P03", "40001", "40P01", "25006")
+"""SQLSTATE classes (and codes) that mean "not now", not "wrong": connection
 exceptions, insufficient resources (too many connections, disk full), operator
-intervention (statement timeout, server shutting down), lock timeout. asyncpg
-reports them through SQLAlchemy as a plain ``DBAPIError``."""
+intervention (statement timeout, server shutting down), lock timeout,
+serialization failure and deadlock (the statement may simply be retried), and
+a read-only transaction (a server that just failed over to a standby).
+asyncpg reports them through SQLAlchemy as a plain ``DBAPIError``. Any other
+SQLSTATE (``42…`` a missing table or column, ``28…`` denied access) is a bug
+or a misconfiguration, and is raised as it is."""
+
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
+"""SQLite primary result codes that mean "not now": BUSY, LOCKED, NOMEM,
+READONLY, IOERR, FULL, CANTOPEN. SQLite reports all of them, and also "no
+such table" (ERROR, 1), as ``OperationalError``, so the code decides."""
 
 
 def _is_unavailable(error: BaseException) -> bool:
     """Whether ``error`` means "the database cannot be reached", not a bug."""
     if isinstance(error, (TimeoutError, OSError, exc.TimeoutError)):
         return True
-    if isinstance(error, (exc.OperationalError, exc.InterfaceError)):
-        return True
     if not isinstance(error, exc.DBAPIError):
         return False
     if error.connection_invalidated:
         return True
     sqlstate = getattr(error.orig, "sqlstate", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    if isinstance(sqlstate, str) and sqlstate and sqlstate != "HY000":
+        # HY000 is MySQL's "general error", which its client errors (lost
+        # connection, server gone away) carry: decided by the type below.
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    code = getattr(error.orig, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF in _SQLITE_UNAVAILABLE
+    return isinstance(error, (exc.OperationalError, exc.InterfaceError))
 
 
 def _describe(error: BaseException) -> str:
@@ -471,7 +488,15 @@ class SQLStore(SessionStore):
         await self._run(delete)
 
     async def take(self, key: StoreKey) -> bytes | None:
-        """``DELETE … RETURNING`` the row, or a locked SELECT then DELETE where unsupported."""
+        """``DELETE … RETURNING`` the row; where unsupported, read then compare-and-delete.
+
+        Without ``RETURNING`` (MySQL, MariaDB before 10.0.5, SQLite before
+        3.35) the row is read (locked where the database can) and deleted only
+        if its data is still what was read; an append that slipped in between
+        makes the delete miss, and the read is repeated, so no write can land
+        in between and be lost. (SQLite takes no lock on a read; its delete
+        does, so the second round always succeeds.)
+        """
         table = self.table
         returning = (
             sa.delete(table).where(table.c.key == key).returning(table.c.data, table.c.expires_at)
@@ -479,17 +504,24 @@ class SQLStore(SessionStore):
         locked = (
             sa.select(table.c.data, table.c.expires_at).where(table.c.key == key).with_for_update()
         )
-        delete = sa.delete(table).where(table.c.key == key)
 
         async def take() -> bytes | None:
             now = _now()
             async with self._transaction() as conn:
                 if conn.dialect.delete_returning:
                     row = (await conn.execute(returning)).one_or_none()
-                else:  # MySQL, MariaDB before 10.0.5
-                    row = (await conn.execute(locked)).one_or_none()
-                    if row is not None:
-                        await conn.execute(delete)
+                else:
+                    for _ in range(_TAKE_ROUNDS):
+                        row = (await conn.execute(locked)).one_or_none()
+                        if row is None:
+                            break
+                        unchanged = sa.and_(table.c.key == key, table.c.data == row[0])
+                        if (await conn.execute(sa.delete(table).where(unchanged))).rowcount:
+                            break
+                    else:
+                        raise SessionStoreUnavailable(
+                            "the session record changed under every attempt to take it"
+                        )
             if row is None or int(row[1]) <= now:
                 return None
             return bytes(row[0])

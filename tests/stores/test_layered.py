@@ -8,7 +8,15 @@ from pathlib import Path
 import anyio
 import pytest
 
-from asgi_sessions.stores import FileStore, MemoryStore, RedisStore, SQLStore, WriteThroughStore
+from asgi_sessions.errors import SessionStoreUnavailable
+from asgi_sessions.stores import (
+    FileStore,
+    MemoryStore,
+    RedisStore,
+    SQLStore,
+    StoreKey,
+    WriteThroughStore,
+)
 from asgi_sessions.testing import StoreConformance, new_key
 
 
@@ -162,3 +170,28 @@ async def test_a_new_record_replaces_a_tombstone(tmp_path: Path) -> None:
     assert await store.read(key) is None
     assert await store.create(key, b"second", 60)
     assert await store.read(key) == b"second"
+
+
+class _LostReply(FileStore):
+    """A database whose delete and take commit, and then their answer is lost."""
+
+    async def delete(self, key: StoreKey) -> None:
+        await super().delete(key)
+        raise SessionStoreUnavailable("the reply was lost")
+
+    async def take(self, key: StoreKey) -> bytes | None:
+        await super().take(key)
+        raise SessionStoreUnavailable("the reply was lost")
+
+
+@pytest.mark.parametrize("method", ["delete", "take"])
+async def test_a_failed_delete_still_buries_the_cached_copy(tmp_path: Path, method: str) -> None:
+    # The database may have committed before its answer was lost: the cache
+    # must not go on serving a logged-out (or taken) session for cache_ttl.
+    store = WriteThroughStore(MemoryStore(), _LostReply(tmp_path / "db"))
+    key = new_key()
+    await store.create(key, b"logged in", 60)
+    assert await store.read(key) == b"logged in"  # cached
+    with pytest.raises(SessionStoreUnavailable):
+        await getattr(store, method)(key)
+    assert await store.read(key) is None

@@ -24,6 +24,7 @@ import anyio
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import create_async_engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -152,6 +153,31 @@ class TestMySQLConformance(_SQLConformance):
     backend = "mysql"
 
 
+class _NoReturningConformance(_SQLConformance):
+    """The take of databases without ``DELETE … RETURNING`` (MySQL, SQLite before 3.35).
+
+    The servers here all have it, so the dialect is told it does not: the
+    store then reads and compares-and-deletes, which must be just as atomic.
+    """
+
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[SQLStore]:
+        store = SQLStore(_url(self.backend, tmp_path), table_name=_table())
+        store.engine.dialect.delete_returning = False
+        yield store
+        await _drop(store)
+        await store.close()
+
+
+class TestSQLiteNoReturningConformance(_NoReturningConformance):
+    backend = "sqlite"
+
+
+@pytest.mark.mysql
+class TestMySQLNoReturningConformance(_NoReturningConformance):
+    backend = "mysql"
+
+
 # -- schema and maintenance ----------------------------------------------------------------
 
 
@@ -231,9 +257,31 @@ async def test_given_engine_is_used_and_not_disposed(url: str) -> None:
 @pytest.mark.anyio
 async def test_create_table_false_leaves_the_schema_alone(tmp_path: Path) -> None:
     store = SQLStore(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", create_table=False)
-    with pytest.raises(SessionStoreUnavailable):  # no such table: an OperationalError
-        await store.read(new_key())
+    with pytest.raises(sa_exc.OperationalError, match="no such table"):
+        await store.read(new_key())  # a misconfiguration, raised as it is: not an outage
     await store.close()
+
+
+@pytest.mark.anyio
+async def test_schema_bugs_are_errors_not_outages(url: str) -> None:
+    # A table that migrations made without a column the store needs: every
+    # database reports it as the driver's error (a 500), none as an outage.
+    store = SQLStore(url, table_name=_table(), create_table=False)
+    table = store.table.name
+    quote = "`" if "mysql" in url else '"'
+    blob = "BYTEA" if "postgresql" in url else "BLOB"
+    async with store.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            f"CREATE TABLE {table} ({quote}key{quote} VARCHAR(64) PRIMARY KEY, data {blob})"
+        )
+    try:
+        with pytest.raises(sa_exc.DBAPIError) as caught:
+            await store.read(new_key())
+        assert not isinstance(caught.value, SessionStoreUnavailable)
+    finally:
+        async with store.engine.begin() as conn:
+            await conn.exec_driver_sql(f"DROP TABLE {table}")
+        await store.close()
 
 
 @pytest.mark.anyio
@@ -364,6 +412,28 @@ async def test_postgres_server_side_timeouts_are_unavailable(setting: str) -> No
         await _drop(store)
         await store.close()
         await engine.dispose()
+
+
+@pytest.mark.anyio
+async def test_a_read_only_postgres_is_an_outage() -> None:
+    """A standby just promoted to, or a primary demoted to, read-only (SQLSTATE 25006)."""
+    url = _require(POSTGRES_URL)
+    writable = SQLStore(url, table_name=_table())
+    key = new_key()
+    await writable.create(key, b"kept", 60)  # the table exists
+    engine = create_async_engine(
+        url, connect_args={"server_settings": {"default_transaction_read_only": "on"}}
+    )
+    store = SQLStore(engine, table_name=writable.table.name)
+    try:
+        assert await store.read(key) == b"kept"  # reads still work
+        with pytest.raises(SessionStoreUnavailable, match="25006"):
+            await store.create(new_key(), b"new", 60)
+    finally:
+        await store.close()
+        await engine.dispose()
+        await _drop(writable)
+        await writable.close()
 
 
 def test_engines_the_store_makes_hide_parameters(tmp_path: Path) -> None:
