@@ -15,6 +15,7 @@ mapping with the flags, which is all Starlette's own ``Session`` is.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -1068,8 +1069,15 @@ class Session(dict[str, Any]):
         assert update.value is not None
         new = store_key(update.value)
         old = store_key(old_id)
-        await _leave_forward(store, old, new)
-        current = await store.take(old)
+        try:
+            await _leave_forward(store, old, new)
+            current = await store.take(old)
+        except SessionStoreUnavailable:
+            # No new id goes out (a 503): do not leave its copy behind,
+            # linked to the user, for a whole session lifetime.
+            with contextlib.suppress(SessionStoreUnavailable):
+                await store.delete(new)
+            raise
         if current is None:
             await store.delete(new)
             self._key = None
@@ -1134,6 +1142,11 @@ class Session(dict[str, Any]):
                 "the session was deleted (for example by a logout in another tab) "
                 "while this request was cycling its key; no new id was issued"
             )
+        user = merged.get(USER_KEY)
+        if user is not None and user != dict.get(self, USER_KEY) and store.has_user_index:
+            # A user id carried over from the old record: link the copy too,
+            # so logout_everywhere() finds it (_create linked only its own).
+            await store.link_user(user_key(user), new)
         dict.clear(self)
         dict.update(self, merged)
         self._blob = self._origin = blob

@@ -30,8 +30,9 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from asgi_sessions import Session, SessionMiddleware, session_of
-from asgi_sessions.crypto import forward_key, new_session_id, store_key
+from asgi_sessions.crypto import forward_key, new_session_id, store_key, user_key
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
+from asgi_sessions.session import USER_KEY
 from asgi_sessions.stores import MemoryStore, SessionStore, StoreKey
 from tests.instrumented import (
     SECRET,
@@ -590,6 +591,77 @@ async def test_a_cycle_overlapping_a_write_keeps_both_and_in_place_changes() -> 
     assert new_id != session_id
     after = await raw_request(app, "/load", cookie=new_id)
     assert json.loads(after.body)["data"] == {"cart": ["book", "pen"], "note": "hi"}
+
+
+@pytest.mark.anyio
+async def test_a_user_id_carried_over_by_a_cycle_is_linked_to_the_copy() -> None:
+    # A parallel request stores the user id on the old record while a cycle
+    # runs; the copy carries it over and must be in the user's index, or
+    # logout_everywhere() would miss it.
+    store = MemoryStore()
+    loaded, go = anyio.Event(), anyio.Event()
+
+    async def elevate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        await session.load()
+        loaded.set()
+        with anyio.fail_after(10):
+            await go.wait()
+        session.cycle_key()
+        return {}
+
+    async def claim(request: Request) -> dict[str, Any]:
+        session_of(request)[USER_KEY] = "alice"
+        return {}
+
+    app = session_app(
+        {**ROUTES, "/elevate": elevate, "/claim": claim}, store=store, secret_key=None
+    )
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    results: dict[str, Any] = {}
+
+    async def run() -> None:
+        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            await loaded.wait()
+        assert (await raw_request(app, "/claim", cookie=session_id)).status == 200
+        go.set()
+    new_id = cookie_value(results["elevate"].set_cookies)
+    assert new_id
+    assert store_key(new_id) in await store.delete_user(user_key("alice"))
+
+
+class _TakeCommitsThenFails(CountingStore):
+    """Its take deletes the record, then the answer is lost (a timeout)."""
+
+    async def take(self, key: StoreKey) -> bytes | None:
+        await super().take(key)
+        raise SessionStoreUnavailable("the answer was lost")
+
+
+@pytest.mark.anyio
+async def test_a_cycle_whose_take_fails_leaves_no_copy_behind() -> None:
+    store = _TakeCommitsThenFails(MemoryStore())
+
+    async def login(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session.cycle_key()
+        session["role"] = "admin"
+        return {}
+
+    app = session_app({**ROUTES, "/login": login}, store=store, secret_key=None)
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    response = await raw_request(app, "/login", cookie=session_id)
+    assert response.status == 503
+    assert cookie_line(response.set_cookies) is None
+    forward = forward_key(store_key(session_id))
+    for key in {key for method, key in store.log if method == "create"} - {forward}:
+        assert await store.inner.read(key) is None, "the unissued copy was left behind"
 
 
 async def _cycle_with_a_parallel_note(

@@ -356,6 +356,9 @@ class FileStore(SessionStore):
         def take(deadline: float) -> bytes | None:
             with self._locked(key, deadline):
                 data = self._read_live(path)
+                if time.monotonic() >= deadline:
+                    # The caller gave up (a 503, no new id): keep the record.
+                    raise _Timeout
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 return data

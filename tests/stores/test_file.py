@@ -241,6 +241,30 @@ async def test_a_lock_held_elsewhere_times_out_as_unavailable(tmp_path: Path) ->
     assert await store.read(key) == b"after"
 
 
+class _SlowDisk(FileStore):
+    """Once stalled, reads take longer than the store's timeout."""
+
+    stalled = False
+
+    def _load(self, path: Path, size: int = -1) -> tuple[int, bytes] | None:
+        if self.stalled:
+            time.sleep(0.5)
+        return super()._load(path, size)
+
+
+async def test_a_take_that_timed_out_keeps_the_record(tmp_path: Path) -> None:
+    # The caller got a 503 and issued no new id: if the abandoned thread
+    # went on to delete the record, the user would be logged out.
+    store = _SlowDisk(tmp_path / "s", timeout=0.3)
+    key = new_key()
+    await store.create(key, b"logged in", 60)
+    store.stalled = True
+    with pytest.raises(SessionStoreUnavailable, match="did not answer"):
+        await store.take(key)
+    await anyio.sleep(0.6)  # the thread has finished by now
+    assert await FileStore(tmp_path / "s").read(key) == b"logged in"
+
+
 def test_bad_timeout_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="timeout"):
         FileStore(tmp_path, timeout=0)
