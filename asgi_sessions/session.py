@@ -985,6 +985,8 @@ class Session(dict[str, Any]):
             self._reset_changes()
             return update
         if key is None or self._cycle:
+            if key is None and self._unknown is not None:
+                await self._refuse_if_moved(store, self._unknown)
             origin = self._origin  # _create replaces it with the copy's
             update = await self._create(store, now, can_set_cookie)
             if key is not None and not self._gone:
@@ -1042,6 +1044,23 @@ class Session(dict[str, Any]):
         self._blob = self._origin = blob
         self._frames = 1
         return CookieUpdate(new_id, cookie_age)
+
+    async def _refuse_if_moved(self, store: SessionStore, unknown: str) -> None:
+        """Refuse to start a session for an id that a login just moved elsewhere.
+
+        A request sent with the old id before the login's new cookie arrived
+        finds nothing under it. Starting a fresh session would send a cookie
+        that replaces the logged-in one in the browser, so it gets
+        :class:`SessionInterrupted` (a 400) instead, as any request overtaken
+        by a cycle does. It never gets the moved session: only its new id
+        does. Costs one read, only when an unknown id is about to get data.
+        """
+        if await store.read(forward_key(store_key(unknown))) is not None:
+            self._key = None
+            raise SessionInterrupted(
+                "this session moved to a new id (a login) while this request was on "
+                "its way; its changes were not saved"
+            )
 
     async def _retire(
         self,

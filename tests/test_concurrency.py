@@ -361,6 +361,30 @@ async def test_a_logout_landing_after_a_login_ends_the_new_id(
             assert body == b"{}"
 
 
+async def test_a_write_landing_after_a_login_does_not_replace_its_cookie(
+    store_name: str, tmp_path: Path
+) -> None:
+    """A request sent with the old id before the login's cookie arrived, which writes.
+
+    It finds the old id gone. Before, it started a fresh anonymous session,
+    whose cookie replaced the logged-in one in the browser: the user was
+    logged out by a late XHR. It gets a 400 now, and no cookie; the login
+    stands, and the old id still opens nothing.
+    """
+    async with store_factory(store_name, tmp_path) as store:
+        app = make_app(store, _ready("login_loaded", "login_go"))
+        cookie = await seeded(app)
+        status, new_cookie, _ = await call(app, "/login", cookie)
+        assert status == 200
+        assert new_cookie is not None
+        status, set_cookie, _ = await call(app, "/claim", cookie)  # the stale id writes
+        assert (status, set_cookie) == (400, None)
+        _, _, body = await call(app, "/view", new_cookie)
+        assert json.loads(body) == {"owner": "alice", "user": "alice"}
+        _, _, body = await call(app, "/view", cookie)
+        assert body == b"{}"
+
+
 async def test_a_clear_logout_loaded_before_a_login_ends_the_new_id(
     store_name: str, tmp_path: Path
 ) -> None:
