@@ -362,6 +362,10 @@ class SessionMiddleware:
 
         async def send_wrapper(message: Message) -> None:
             nonlocal disconnected
+            if message["type"] == "websocket.close":
+                # Save before the close frame goes out: a client that sees the
+                # close and then makes a request reads what this socket wrote.
+                await _save_on_disconnect(session)
             try:
                 await send(message)
             except OSError:

@@ -430,6 +430,22 @@ async def test_save_during_the_connection_is_visible_before_it_closes(
 
 @on_wire
 @server_stores
+async def test_a_change_is_saved_before_the_server_closes(wire: Wire) -> None:
+    # A client that sees the close frame and then makes a request (a page
+    # reloading after its socket ended) reads what the socket wrote: the
+    # save is not left to run after the close went out.
+    token = await wire.seed({"user": "alice"})
+    async with wire.socket(token) as (ws, tag):
+        await ask(ws, "load")
+        assert await ask(ws, "set", key="ws", value="on-close") == {"modified": True}
+        await ws.send(json.dumps({"op": "close"}))
+        await ws.wait_closed()
+        assert await wire.read(token) == {"user": "alice", "ws": "on-close"}
+    assert await wire.tracker.outcome(tag) is None
+
+
+@on_wire
+@server_stores
 @pytest.mark.parametrize("closed_by", ["client", "server"])
 async def test_an_unsaved_change_is_saved_on_disconnect(wire: Wire, closed_by: str) -> None:
     token = await wire.seed({"user": "alice"})
@@ -592,6 +608,9 @@ def test_testclient_save_during_connection_is_visible_before_it_closes(
             ws.send_json({"op": "set", "key": "ws", "value": "on-close"})
             assert ws.receive_json() == {"modified": True}
             ws.send_json({"op": "close"})
+            # Saved before the close frame is sent: seeing it is enough. (Leaving
+            # the block at once would race TestClient's cancelling the app.)
+            assert ws.receive()["type"] == "websocket.close"
         assert client.get("/read", headers=cookie).json()["data"] == {
             "user": "alice",
             "ws": "on-close",
