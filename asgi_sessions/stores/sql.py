@@ -76,15 +76,22 @@ def _deadline(ttl: int) -> int:
 _TAKE_ROUNDS = 8
 """Reads and compare-and-deletes a take without ``RETURNING`` tries."""
 
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "55P03", "40001", "40P01", "25006")
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57", "55P03", "40001", "40P01", "25006", "70100")
 """SQLSTATE classes (and codes) that mean "not now", not "wrong": connection
 exceptions, insufficient resources (too many connections, disk full), operator
 intervention (statement timeout, server shutting down), lock timeout,
 serialization failure and deadlock (the statement may simply be retried), and
-a read-only transaction (a server that just failed over to a standby).
+a read-only transaction (a server that just failed over to a standby),
+MySQL's "query interrupted" (``max_statement_time``, a killed connection).
 asyncpg reports them through SQLAlchemy as a plain ``DBAPIError``. Any other
 SQLSTATE (``42…`` a missing table or column, ``28…`` denied access) is a bug
 or a misconfiguration, and is raised as it is."""
+
+_MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1203, 1205, 1213, 1226, 1290, 1317, 1927, 1969, 3024})
+"""MySQL/MariaDB error numbers that mean "not now" whatever their SQLSTATE
+(some share the catch-all ``42000`` with syntax errors): too many connections
+(per server, per user, per hour), shutdown in progress, lock wait timeout,
+deadlock, read-only server, query interrupted or killed, statement timeout."""
 
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
 """SQLite primary result codes that mean "not now": BUSY, LOCKED, NOMEM,
@@ -100,6 +107,9 @@ def _is_unavailable(error: BaseException) -> bool:
         return False
     if error.connection_invalidated:
         return True
+    args = getattr(error.orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_UNAVAILABLE:
+        return True  # asyncmy: args are (errno, message)
     sqlstate = getattr(error.orig, "sqlstate", None)
     if isinstance(sqlstate, str) and sqlstate and sqlstate != "HY000":
         # HY000 is MySQL's "general error", which its client errors (lost

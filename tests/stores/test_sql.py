@@ -415,6 +415,33 @@ async def test_postgres_server_side_timeouts_are_unavailable(setting: str) -> No
 
 
 @pytest.mark.anyio
+async def test_mariadb_statement_timeout_is_unavailable() -> None:
+    """MariaDB's ``max_statement_time`` (error 1969, SQLSTATE 70100) is an outage, not a bug."""
+    url = _require(MYSQL_URL)
+    engine = create_async_engine(
+        url, connect_args={"init_command": "SET SESSION max_statement_time=0.3"}
+    )
+    store = SQLStore(engine, table_name=_table(), timeout=5)
+    key = new_key()
+    await store.create(key, b"before", 60)
+    other = create_async_engine(url)
+    try:
+        async with other.connect() as conn:
+            holder = sa.update(store.table).where(store.table.c.key == key).values(data=b"held")
+            await conn.execute(holder)  # holds the row lock
+            with pytest.raises(SessionStoreUnavailable, match="OperationalError") as caught:
+                await store.update(key, b"SECRET-BYTES", 60)
+            assert "SECRET" not in str(caught.value)
+            await conn.rollback()
+        assert await store.read(key) == b"before"
+    finally:
+        await other.dispose()
+        await _drop(store)
+        await store.close()
+        await engine.dispose()
+
+
+@pytest.mark.anyio
 async def test_a_read_only_postgres_is_an_outage() -> None:
     """A standby just promoted to, or a primary demoted to, read-only (SQLSTATE 25006)."""
     url = _require(POSTGRES_URL)
