@@ -23,6 +23,7 @@ import binascii
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Sequence
 from typing import Final, TypeAlias
@@ -252,6 +253,14 @@ def store_key(session_id: str) -> str:
     256-bit random ids no secret is needed, so the mapping survives rotation.
     """
     return hashlib.sha256(session_id.encode("ascii")).hexdigest()
+
+
+_STORE_KEY = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def is_store_key(value: str) -> bool:
+    """Whether ``value`` has the form of a store key: 64 lowercase hex digits."""
+    return _STORE_KEY.match(value) is not None
 
 
 def forward_key(key: str) -> str:

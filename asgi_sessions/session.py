@@ -34,7 +34,14 @@ from ._record import (
     pack_cookie,
     unpack_expiry,
 )
-from .crypto import forward_key, is_session_id, new_session_id, store_key, user_key
+from .crypto import (
+    forward_key,
+    is_session_id,
+    is_store_key,
+    new_session_id,
+    store_key,
+    user_key,
+)
 from .errors import (
     SessionError,
     SessionInterrupted,
@@ -83,6 +90,10 @@ within a network delay of the cycle; short, because whoever holds the old id
 (a fixation attempt's planted cookie, say) can end the new session with it."""
 _FORWARD_HOPS: Final = 8
 """The most records a logout follows through forward records."""
+_CYCLE_OVERTAKEN: Final = (
+    "the session was deleted (for example by a logout in another tab) "
+    "while this request was cycling its key; no new id was issued"
+)
 
 
 _time = time.time
@@ -1100,10 +1111,7 @@ class Session(dict[str, Any]):
         if current is None:
             await store.delete(new)
             self._key = None
-            raise SessionInterrupted(
-                "the session was deleted (for example by a logout in another tab) "
-                "while this request was cycling its key; no new id was issued"
-            )
+            raise SessionInterrupted(_CYCLE_OVERTAKEN)
         if current != origin and origin is not None and not self._cleared:
             await self._carry_over(store, new, origin, current, now)
 
@@ -1157,10 +1165,7 @@ class Session(dict[str, Any]):
             # A logout reached the old id after the take and followed its
             # forward record here: the new copy is gone, and stays gone.
             self._key = None
-            raise SessionInterrupted(
-                "the session was deleted (for example by a logout in another tab) "
-                "while this request was cycling its key; no new id was issued"
-            )
+            raise SessionInterrupted(_CYCLE_OVERTAKEN)
         user = merged.get(USER_KEY)
         if user is not None and user != dict.get(self, USER_KEY) and store.has_user_index:
             # A user id carried over from the old record: link the copy too,
@@ -1291,7 +1296,5 @@ async def _end(store: SessionStore, key: str) -> None:
             continue
         moved = await store.read(forward_key(current))
         if moved:
-            for line in moved.split(b"\n"):
-                target = line.decode("ascii", "replace")
-                if len(target) == 64 and not target.strip("0123456789abcdef"):
-                    pending.append(target)
+            targets = moved.decode("ascii", "replace").split("\n")
+            pending.extend(target for target in targets if is_store_key(target))

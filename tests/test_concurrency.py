@@ -195,6 +195,13 @@ async def seeded(app: Any) -> str:
     return cookie
 
 
+async def assert_empty(app: Any, *cookies: str) -> None:
+    """Each cookie opens an empty session: logged out, or never logged in."""
+    for cookie in cookies:
+        _, _, body = await call(app, "/view", cookie)
+        assert body == b"{}"
+
+
 async def test_fifty_overlapping_requests_each_keep_their_key(
     store_name: str, tmp_path: Path
 ) -> None:
@@ -356,9 +363,7 @@ async def test_a_logout_landing_after_a_login_ends_the_new_id(
         assert new_cookie is not None
         status, _, _ = await call(app, logout, cookie)  # the stale id
         assert status == 200
-        for value in (new_cookie, cookie):
-            _, _, body = await call(app, "/view", value)
-            assert body == b"{}"
+        await assert_empty(app, new_cookie, cookie)
 
 
 async def test_a_write_landing_after_a_login_does_not_replace_its_cookie(
@@ -381,8 +386,7 @@ async def test_a_write_landing_after_a_login_does_not_replace_its_cookie(
         assert (status, set_cookie) == (400, None)
         _, _, body = await call(app, "/view", new_cookie)
         assert json.loads(body) == {"owner": "alice", "user": "alice"}
-        _, _, body = await call(app, "/view", cookie)
-        assert body == b"{}"
+        await assert_empty(app, cookie)
 
 
 async def test_a_clear_logout_loaded_before_a_login_ends_the_new_id(
@@ -414,9 +418,7 @@ async def test_a_clear_logout_loaded_before_a_login_ends_the_new_id(
         assert status == 200
         assert new_cookie is not None
         assert results["logout"][0] == 400
-        for value in (new_cookie, cookie):
-            _, _, body = await call(app, "/view", value)
-            assert body == b"{}"
+        await assert_empty(app, new_cookie, cookie)
 
 
 async def test_a_logout_after_two_logins_ends_every_new_id(store_name: str, tmp_path: Path) -> None:
@@ -444,9 +446,7 @@ async def test_a_logout_after_two_logins_ends_every_new_id(store_name: str, tmp_
         assert newer is not None
         status, _, _ = await call(app, "/logout", cookie)  # the first, stale id
         assert status == 200
-        for value in (*issued, newer):
-            _, _, body = await call(app, "/view", value)
-            assert body == b"{}"
+        await assert_empty(app, *issued, newer)
 
 
 async def test_a_logout_with_an_unknown_id_stays_harmless(store_name: str, tmp_path: Path) -> None:

@@ -283,6 +283,31 @@ def test_malformed_id_costs_no_store_call(value: str) -> None:
 # -- concurrency: update-only writes, merged appends ---------------------------------
 
 
+async def _seed(app: Any) -> str:
+    """Start a session through ``/seed``; its id."""
+    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
+    assert session_id
+    return session_id
+
+
+async def cycle_to_admin(request: Request) -> dict[str, Any]:
+    """A login, as far as the session sees one: a new id, and a privilege."""
+    session = session_of(request)
+    session.cycle_key()
+    session["role"] = "admin"
+    return {}
+
+
+async def _assert_no_copy_left(store: CountingStore, session_id: str, why: str) -> None:
+    """Every record created since ``store`` counted is gone, but the old id's forward record.
+
+    That one names the copy and expires on its own.
+    """
+    forward = forward_key(store_key(session_id))
+    for key in {key for method, key in store.log if method == "create"} - {forward}:
+        assert await store.inner.read(key) is None, why
+
+
 async def _overtaken_by_logout(
     change: Callable[[Session], None],
 ) -> tuple[CountingStore, str, Any, Any]:
@@ -301,9 +326,7 @@ async def _overtaken_by_logout(
         return {}
 
     app = session_app({**ROUTES, "/slow": slow}, store=store, secret_key=None)
-    seeded = await raw_request(app, "/seed")
-    session_id = cookie_value(seeded.set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     results: dict[str, Any] = {}
 
     async def run_slow() -> None:
@@ -347,9 +370,7 @@ async def test_logout_during_a_slow_cycle_key_is_not_undone() -> None:
     assert logout_response.status == 200
     assert elevated.status == 400  # SessionInterrupted
     assert cookie_line(elevated.set_cookies) is None  # no new id handed out
-    forward = forward_key(store_key(session_id))  # names the copy; it expires on its own
-    for key in {key for method, key in store.log if method == "create"} - {forward}:
-        assert await store.inner.read(key) is None, "a cycled copy of the session was kept"
+    await _assert_no_copy_left(store, session_id, "a cycled copy of the session was kept")
 
 
 class _PausingTake(CountingStore):
@@ -395,8 +416,7 @@ async def test_logout_between_a_cycles_take_and_its_commit_ends_the_new_id(
         return {}
 
     app = session_app({**ROUTES, "/login": login}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     results: dict[str, Any] = {}
 
     async def run_login() -> None:
@@ -425,9 +445,7 @@ async def test_logout_between_a_cycles_take_and_its_commit_ends_the_new_id(
     for value in filter(None, (new_id, session_id)):
         after = await raw_request(app, "/load", cookie=value)
         assert json.loads(after.body) == {"user": None, "data": {}}
-    for method, key in store.log:
-        if method == "create" and key != forward_key(store_key(session_id)):
-            assert await store.inner.read(key) is None, "a cycled copy of the session was kept"
+    await _assert_no_copy_left(store, session_id, "a cycled copy of the session was kept")
 
 
 class _TakeFailsOnce(CountingStore):
@@ -447,16 +465,8 @@ async def test_a_retried_logout_still_follows_a_login(anyio_backend: str) -> Non
     # A logout with the pre-login id fails part-way (503) while ending the
     # session the login moved to; the retry must still find where it went.
     store = _TakeFailsOnce(MemoryStore())
-
-    async def login(request: Request) -> dict[str, Any]:
-        session = session_of(request)
-        session.cycle_key()
-        session["role"] = "admin"
-        return {}
-
-    app = session_app({**ROUTES, "/login": login}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    app = session_app({**ROUTES, "/login": cycle_to_admin}, store=store, secret_key=None)
+    session_id = await _seed(app)
     new_id = cookie_value((await raw_request(app, "/login", cookie=session_id)).set_cookies)
     assert new_id
     # The logout takes the old id (gone), reads its forward record, and its
@@ -511,8 +521,7 @@ async def test_deleting_the_last_key_writes_a_removal_and_keeps_the_id(
         return {}
 
     app = session_app({**ROUTES, "/forget": forget}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     store.log.clear()
     forgotten = await raw_request(app, "/forget", cookie=session_id)
     assert forgotten.status == 200
@@ -534,8 +543,7 @@ async def test_clear_and_flush_delete_the_record_and_the_cookie(how: str) -> Non
         return {}
 
     app = session_app({**ROUTES, "/end": end}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     ended = await raw_request(app, "/end", cookie=session_id)
     assert ended.status == 200
     line = cookie_line(ended.set_cookies)
@@ -617,8 +625,7 @@ async def test_a_user_id_carried_over_by_a_cycle_is_linked_to_the_copy() -> None
     app = session_app(
         {**ROUTES, "/elevate": elevate, "/claim": claim}, store=store, secret_key=None
     )
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     results: dict[str, Any] = {}
 
     async def run() -> None:
@@ -646,22 +653,12 @@ class _TakeCommitsThenFails(CountingStore):
 @pytest.mark.anyio
 async def test_a_cycle_whose_take_fails_leaves_no_copy_behind() -> None:
     store = _TakeCommitsThenFails(MemoryStore())
-
-    async def login(request: Request) -> dict[str, Any]:
-        session = session_of(request)
-        session.cycle_key()
-        session["role"] = "admin"
-        return {}
-
-    app = session_app({**ROUTES, "/login": login}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    app = session_app({**ROUTES, "/login": cycle_to_admin}, store=store, secret_key=None)
+    session_id = await _seed(app)
     response = await raw_request(app, "/login", cookie=session_id)
     assert response.status == 503
     assert cookie_line(response.set_cookies) is None
-    forward = forward_key(store_key(session_id))
-    for key in {key for method, key in store.log if method == "create"} - {forward}:
-        assert await store.inner.read(key) is None, "the unissued copy was left behind"
+    await _assert_no_copy_left(store, session_id, "the unissued copy was left behind")
 
 
 async def _cycle_with_a_parallel_note(
@@ -784,8 +781,7 @@ async def test_a_login_after_a_logout_through_a_stale_cache_gets_a_400(tmp_path:
         return {}
 
     app = session_app({**ROUTES, "/elevate": elevate}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     results: dict[str, Any] = {}
 
     async def run_elevate() -> None:
@@ -810,8 +806,7 @@ async def test_an_emptied_record_is_touched_like_any_other() -> None:
         return {}
 
     app = session_app({**ROUTES, "/forget": forget}, store=store, secret_key=None, idle_timeout=60)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     assert (await raw_request(app, "/forget", cookie=session_id)).status == 200
     store.log.clear()
     assert (await raw_request(app, "/load", cookie=session_id)).status == 200
@@ -829,8 +824,7 @@ async def test_cycle_key_without_a_race_still_moves_the_session() -> None:
         return {}
 
     app = session_app({**ROUTES, "/elevate": elevate}, store=store, secret_key=None)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     elevated = await raw_request(app, "/elevate", cookie=session_id)
     assert elevated.status == 200
     new_id = cookie_value(elevated.set_cookies)
@@ -866,8 +860,7 @@ async def test_fifty_overlapping_requests_each_keep_their_key() -> None:
     app = session_app(
         {"/seed": seed, "/add/{index}": add, "/dump": dump}, store=store, secret_key=None
     )
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     statuses: list[int] = []
 
     async def one(index: int) -> None:
@@ -921,8 +914,7 @@ def _late_app(store: Any, secret_key: str | None = None) -> tuple[SessionMiddlew
 async def test_change_after_headers_is_saved_for_server_stores() -> None:
     store = _memory()
     app, errors = _late_app(store)
-    session_id = cookie_value((await raw_request(app, "/seed")).set_cookies)
-    assert session_id
+    session_id = await _seed(app)
     late = await raw_request(app, "/late", cookie=session_id)
     assert late.status == 200
     assert late.set_cookies == []

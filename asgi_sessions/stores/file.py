@@ -45,7 +45,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 import struct
 import tempfile
 import threading
@@ -57,13 +56,13 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from ..crypto import is_store_key
 from ..errors import SessionStoreUnavailable
 from .base import SessionStore, StoreKey
 
 __all__ = ["FileStore"]
 
 _T = TypeVar("_T")
-_KEY = re.compile(r"[0-9a-f]{64}\Z")
 _MAGIC = b"ASF1"
 _HEADER = struct.Struct(">4sQ")  # magic, expiry in ms since the epoch
 _EXPIRY = struct.Struct(">Q")
@@ -79,7 +78,7 @@ class _Timeout(TimeoutError):
 
 
 def _check_key(key: StoreKey) -> StoreKey:
-    if not isinstance(key, str) or not _KEY.match(key):
+    if not isinstance(key, str) or not is_store_key(key):
         raise ValueError("store keys are 64 lowercase hex digits")
     return key
 
@@ -388,7 +387,7 @@ class FileStore(SessionStore):
                         if mtime_ns < stale_tmp_ns:
                             with contextlib.suppress(FileNotFoundError):
                                 os.unlink(entry.path)
-                    elif _KEY.match(entry.name) and mtime_ns <= now_ns:
+                    elif is_store_key(entry.name) and mtime_ns <= now_ns:
                         # A future mtime is the expiry hint of a live record: skip it.
                         suspects.append(entry.name)
             removed = 0

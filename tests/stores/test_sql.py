@@ -25,7 +25,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -378,6 +378,36 @@ async def test_a_write_that_timed_out_does_not_land_later(url: str) -> None:
         await store.close()
 
 
+async def _update_under_a_held_row_lock(url: str, engine: AsyncEngine) -> tuple[str, float]:
+    """An update through ``engine`` while another connection holds the row's lock.
+
+    It must fail as :class:`SessionStoreUnavailable`, naming neither the key
+    nor the bytes, and leave the record as it was; returns the message and
+    how long the update took to fail.
+    """
+    store = SQLStore(engine, table_name=_table(), timeout=5)
+    key = new_key()
+    await store.create(key, b"before", 60)
+    other = create_async_engine(url)
+    try:
+        async with other.connect() as conn:
+            holder = sa.update(store.table).where(store.table.c.key == key).values(data=b"held")
+            await conn.execute(holder)  # holds the row lock
+            started = time.monotonic()
+            with pytest.raises(SessionStoreUnavailable) as caught:
+                await store.update(key, b"SECRET-BYTES", 60)
+            waited = time.monotonic() - started
+            await conn.rollback()
+        assert key not in str(caught.value)
+        assert await store.read(key) == b"before"
+        return str(caught.value), waited
+    finally:
+        await other.dispose()
+        await _drop(store)
+        await store.close()
+        await engine.dispose()
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("setting", ["lock_timeout", "statement_timeout"])
 async def test_postgres_server_side_timeouts_are_unavailable(setting: str) -> None:
@@ -391,27 +421,9 @@ async def test_postgres_server_side_timeouts_are_unavailable(setting: str) -> No
     engine = create_async_engine(
         url, connect_args={"server_settings": {setting: "300"}}, hide_parameters=False
     )
-    store = SQLStore(engine, table_name=_table(), timeout=5)
-    key = new_key()
-    await store.create(key, b"before", 60)
-    other = create_async_engine(url)
-    try:
-        async with other.connect() as conn:
-            holder = sa.update(store.table).where(store.table.c.key == key).values(data=b"held")
-            await conn.execute(holder)  # holds the row lock
-            started = time.monotonic()
-            with pytest.raises(SessionStoreUnavailable) as caught:
-                await store.update(key, b"SECRET-BYTES", 60)
-            assert time.monotonic() - started < 3
-            assert key not in str(caught.value)
-            assert "SECRET" not in str(caught.value)
-            await conn.rollback()
-        assert await store.read(key) == b"before"
-    finally:
-        await other.dispose()
-        await _drop(store)
-        await store.close()
-        await engine.dispose()
+    caught, waited = await _update_under_a_held_row_lock(url, engine)
+    assert waited < 3
+    assert "SECRET" not in caught
 
 
 @pytest.mark.anyio
@@ -421,24 +433,9 @@ async def test_mariadb_statement_timeout_is_unavailable() -> None:
     engine = create_async_engine(
         url, connect_args={"init_command": "SET SESSION max_statement_time=0.3"}
     )
-    store = SQLStore(engine, table_name=_table(), timeout=5)
-    key = new_key()
-    await store.create(key, b"before", 60)
-    other = create_async_engine(url)
-    try:
-        async with other.connect() as conn:
-            holder = sa.update(store.table).where(store.table.c.key == key).values(data=b"held")
-            await conn.execute(holder)  # holds the row lock
-            with pytest.raises(SessionStoreUnavailable, match="OperationalError") as caught:
-                await store.update(key, b"SECRET-BYTES", 60)
-            assert "SECRET" not in str(caught.value)
-            await conn.rollback()
-        assert await store.read(key) == b"before"
-    finally:
-        await other.dispose()
-        await _drop(store)
-        await store.close()
-        await engine.dispose()
+    caught, _ = await _update_under_a_held_row_lock(url, engine)
+    assert "OperationalError" in caught
+    assert "SECRET" not in caught
 
 
 @pytest.mark.anyio
