@@ -44,6 +44,8 @@ from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_
 
 __all__ = ["SessionMiddleware", "session_of"]
 
+_new_session = dict.__new__
+
 logger = logging.getLogger("asgi_sessions")
 
 _AFTER_START = (
@@ -208,11 +210,15 @@ class SessionMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        # Session._lazy, inlined: this line runs on every request.
-        session = Session()
+        # Session._lazy, inlined: this runs on every request. dict.__new__
+        # skips Session.__init__, whose defaults are all overwritten here.
+        session = _new_session(Session)
         session._backend = self.backend
         session._source = scope["headers"]
         session._state = self._pending
+        session.accessed = session._modified = False
+        session._token = session._created = session._issued = None
+        session._changes = session._frozen = None
         scope["session"] = session
         if scope_type == "websocket":
             await self._websocket(session, scope, receive, send)

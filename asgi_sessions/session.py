@@ -170,27 +170,45 @@ class Session(dict[str, Any]):
     :class:`~asgi_sessions.errors.SessionNotLoaded`.
     """
 
-    accessed: bool = False
+    # The state every request sets or reads lives in slots, set by __init__
+    # and by the middleware (which skips __init__): an untouched or read-only
+    # request then never creates an instance ``__dict__``, which costs more
+    # than all of these stores together.
+    __slots__ = (
+        "__dict__",
+        "_backend",
+        "_changes",
+        "_created",
+        "_frozen",
+        "_issued",
+        "_modified",
+        "_source",
+        "_state",
+        "_token",
+        "accessed",
+    )
+    accessed: bool
     """The session was read or written (the response then varies by Cookie)."""
-    _modified: bool = False
+    _modified: bool
+    _backend: SessionBackend
+    _state: int
+    _source: Any  # where the cookie value is, until it is read
+    _token: str | None  # raw cookie value as received
+    _created: int | None
+    _issued: int | None
+    _changes: set[str] | None  # keys this request set or deleted
+    _frozen: str | None  # why changes are refused now (headers sent), or None
 
-    # Per-instance state, as class-level defaults so a request that never
-    # touches its session pays for none of it.
-    _backend: SessionBackend = _PLAIN
-    _state: int = _LOADED
-    _source: Any = None  # where the cookie value is, until it is read
-    _token: str | None = None  # raw cookie value as received
+    # The rest is per-instance state as class-level defaults: a request pays
+    # only for what it uses.
     _key: str | None = None  # the verified session id (server stores)
     _old_key: str | None = None  # id whose record must be deleted at commit
     _error: SessionStoreUnavailable | None = None
-    _created: int | None = None
-    _issued: int | None = None
     _expiry: Expiry = None
     _frames: int = 0
     _blob: bytes | None = None  # the stored bytes this request loaded
     _loaded: Record | None = None  # and what they decoded to
     _origin: bytes | None = None  # the whole record as last read or written here
-    _changes: set[str] | None = None
     _all_dirty: bool = False
     _cleared: bool = False
     _flushed: bool = False
@@ -198,7 +216,15 @@ class Session(dict[str, Any]):
     _gone: bool = False  # the record under _key was deleted on purpose (logout_everywhere)
     _unknown: str | None = None  # a well-formed id the store did not know (see _end)
     _reissue: bool = False
-    _frozen: str | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """A loaded session holding ``dict(*args, **kwargs)``, like any ``dict``."""
+        dict.__init__(self, *args, **kwargs)
+        self.accessed = self._modified = False
+        self._backend = _PLAIN
+        self._state = _LOADED
+        self._source = self._token = self._created = self._issued = None
+        self._changes = self._frozen = None
 
     @classmethod
     def _lazy(cls, backend: SessionBackend, source: Any) -> Session:
@@ -510,6 +536,14 @@ class Session(dict[str, Any]):
         if self._state != _LOADED:
             return f"<{type(self).__name__} (not loaded)>"
         return f"{type(self).__name__}({dict.__repr__(self)})"
+
+    def __reduce__(self) -> tuple[type[Session], tuple[dict[str, Any]]]:
+        """Copies and pickles are standalone sessions holding the same data.
+
+        The middleware, store and cookie state of a request's session belong
+        to that request and are not carried along.
+        """
+        return (type(self), (dict(self.items()),))
 
     def get(self, key: str, default: Any = None, /) -> Any:
         """``dict.get``, loading first."""

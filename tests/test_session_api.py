@@ -9,7 +9,9 @@ async mirrors, bad cookies), with the modified/accessed flags of Starlette's
 
 from __future__ import annotations
 
+import copy
 import json
+import pickle
 from collections.abc import Callable
 from typing import Any
 
@@ -136,6 +138,32 @@ def test_standalone_session_is_a_loaded_dict() -> None:
     assert "Session(" in repr(session)
     assert not session.modified
     assert not session.accessed
+
+
+def test_standalone_session_builds_like_dict_and_takes_attributes() -> None:
+    # Session keeps its hot state in slots; it must still build like a dict,
+    # take attributes of an app's own, subclass, copy and pickle.
+    assert Session(a=1) == Session([("a", 1)]) == Session({"a": 1}) == {"a": 1}
+    session = Session({"a": 1})
+    session.note = "the app's own attribute"  # type: ignore[attr-defined]
+    assert session.note == "the app's own attribute"  # type: ignore[attr-defined]
+
+    class Flashing(Session):
+        def flash(self, text: str) -> None:
+            self.setdefault("flash", []).append(text)
+
+    flashing = Flashing()
+    flashing.flash("saved")
+    assert flashing == {"flash": ["saved"]}
+    assert flashing.modified
+    assert flashing.accessed
+    for clone in (copy.copy(session), pickle.loads(pickle.dumps(session))):
+        assert clone == {"a": 1}
+        assert clone.is_loaded
+        assert not clone.modified
+        clone["b"] = 2
+        assert clone.modified
+        assert session == {"a": 1}
 
 
 def test_ior_keeps_the_same_session_object() -> None:
