@@ -1332,3 +1332,13 @@ async def _end(store: SessionStore, key: str) -> None:
         if moved:
             targets = moved.decode("ascii", "replace").split("\n")
             pending.extend(target for target in targets if is_store_key(target))
+    if pending:
+        # Only more logins of one session within _FORWARD_TTL than there are
+        # hops get here; say so rather than leave a session logged in silently.
+        logger.warning(
+            "logout stopped after following %d logins of one session within %d s; "
+            "%d newer session record(s) were not ended",
+            _FORWARD_HOPS,
+            _FORWARD_TTL,
+            len(pending),
+        )

@@ -479,6 +479,35 @@ async def test_a_retried_logout_still_follows_a_login(anyio_backend: str) -> Non
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("logins", [7, 9])
+async def test_a_logout_with_an_old_id_follows_logins_or_says_why_not(
+    logins: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A logout sent with the first id after several logins follows the chain
+    # of forward records to the newest id; past the hop limit it stops, and
+    # a warning (naming no id) says that a newer record was left.
+    app = session_app({**ROUTES, "/login": cycle_to_admin}, store=_memory(), secret_key=None)
+    first = current = await _seed(app)
+    for _ in range(logins):
+        issued = cookie_value((await raw_request(app, "/login", cookie=current)).set_cookies)
+        assert issued
+        current = issued
+    with caplog.at_level(logging.WARNING, logger="asgi_sessions"):
+        assert (await raw_request(app, "/logout", cookie=first)).status == 200
+    after = json.loads((await raw_request(app, "/load", cookie=current)).body)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if logins < 8:
+        assert after == {"user": None, "data": {}}
+        assert warnings == []
+    else:
+        assert after["data"]["role"] == "admin"  # beyond the limit: still logged in
+        assert len(warnings) == 1
+        assert "newer session record(s) were not ended" in warnings[0]
+        assert first not in warnings[0]
+        assert current not in warnings[0]
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("autoload", [True, False])
 @pytest.mark.parametrize("cookie", ["unknown-id", "foreign"])
 async def test_logout_deletes_a_cookie_the_store_does_not_know(autoload: bool, cookie: str) -> None:
