@@ -53,6 +53,10 @@ _AFTER_START = (
     "no longer be updated; change cookie sessions before the response starts (or use a "
     "server-side store)"
 )
+_NO_NEW_ID_IN_WEBSOCKET = (
+    "cycle_key() needs a new session id, and a websocket cannot send one (no cookie can be "
+    "sent there); cycle the session (log in) in an HTTP request"
+)
 _IN_WEBSOCKET = (
     "a cookie session cannot be changed in a websocket: no cookie can be sent there; "
     "use a server-side store to change the session during a websocket connection"
@@ -356,6 +360,7 @@ class SessionMiddleware:
             session.freeze(_IN_WEBSOCKET)
             await self.app(scope, receive, send)  # nothing to save: changes are refused
             return
+        session._no_new_id = _NO_NEW_ID_IN_WEBSOCKET
         await self._load_first(session, scope)
         disconnected = False
 

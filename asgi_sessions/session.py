@@ -216,6 +216,7 @@ class Session(dict[str, Any]):
     _gone: bool = False  # the record under _key was deleted on purpose (logout_everywhere)
     _unknown: str | None = None  # a well-formed id the store did not know (see _end)
     _reissue: bool = False
+    _no_new_id: str | None = None  # why no new id can be issued (a websocket)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """A loaded session holding ``dict(*args, **kwargs)``, like any ``dict``."""
@@ -752,10 +753,16 @@ class Session(dict[str, Any]):
         Call it on login and on every privilege change, against session
         fixation. Cookie sessions are re-issued (a fresh nonce). The absolute
         timeout still counts from the session's first creation.
+
+        Raises :class:`~asgi_sessions.errors.SessionError` at once where no
+        new id could reach the client (a websocket on a server store), rather
+        than when the session is saved.
         """
         if self._state:
             self._ensure()
         self._check_open()
+        if self._no_new_id is not None:
+            raise SessionError(self._no_new_id)
         self._cycle = True
         self.accessed = True
         self._modified = True

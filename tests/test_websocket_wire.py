@@ -49,8 +49,10 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import ClientConnection, connect
 
 from asgi_sessions import SessionMiddleware, session_of
+from asgi_sessions.auth import login, logout_everywhere
 from asgi_sessions.crypto import new_session_id
 from asgi_sessions.errors import SessionError
+from asgi_sessions.session import USER_KEY
 from asgi_sessions.stores import (
     FileStore,
     MemoryStore,
@@ -111,6 +113,14 @@ async def _serve_commands(websocket: WebSocket) -> None:
             elif op == "save":
                 await session.save()
                 reply = {"saved": True, "modified": session.modified}
+            elif op == "cycle":  # a login's cycle_key(), which needs a new cookie
+                session.cycle_key()
+                reply = {"modified": session.modified}
+            elif op == "login":
+                await login(session, command["user"])
+                reply = {"modified": session.modified}
+            elif op == "logout_others":
+                reply = {"ended": await logout_everywhere(session, keep_current=True)}
             elif op == "discard":
                 session.modified = False
                 reply = {"modified": session.modified}
@@ -488,6 +498,32 @@ async def test_a_concurrent_http_change_is_kept(wire: Wire) -> None:
         assert await ask(ws, "save") == {"saved": True, "modified": False}
         assert await wire.read(token) == {"user": "alice", "cart": ["tea"], "ws": "saved"}
     assert await wire.tracker.outcome(tag) is None
+
+
+@on_wire
+@server_stores
+async def test_cycle_key_in_a_websocket_is_refused_at_once(wire: Wire) -> None:
+    # A new id needs a cookie, which a websocket cannot send: cycle_key()
+    # (a login) says so when it is called, not later at save, and the
+    # session and its id stay usable.
+    alice = {"user": "alice", USER_KEY: "alice"}  # logged in
+    token = await wire.seed(alice)
+    async with wire.socket(token) as (ws, tag):
+        await ask(ws, "load")
+        for command in ({"op": "cycle"}, {"op": "login", "user": "bob"}):
+            reply = await ask(ws, **command)
+            assert reply["error"] == "SessionError"
+            assert "new session id" in reply["message"]
+            assert "websocket" in reply["message"]
+        # Keeping this session under a new id is refused before anything is
+        # ended (stores without a user index refuse it anyway).
+        reply = await ask(ws, "logout_others")
+        assert reply["error"] in {"SessionError", "UnsupportedOperation"}
+        assert await ask(ws, "read") == {"data": alice}
+        assert await ask(ws, "set", key="ws", value="saved") == {"modified": True}
+        assert await ask(ws, "save") == {"saved": True, "modified": False}
+    assert await wire.tracker.outcome(tag) is None
+    assert await wire.read(token) == {**alice, "ws": "saved"}
 
 
 @on_wire
