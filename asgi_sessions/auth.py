@@ -25,7 +25,7 @@ import time
 from typing import Any, Final
 
 from .crypto import store_key, user_key
-from .errors import SessionError, UnsupportedOperation
+from .errors import UnsupportedOperation
 from .middleware import session_of
 from .session import USER_KEY, Session
 from .stores.base import SessionStore
@@ -58,7 +58,7 @@ async def login(session: Session | dict[str, Any], user_id: str | int, **extra: 
     :func:`logout_everywhere` and :func:`revoke_user` can find it.
     """
     session = session_of(session)
-    _refuse_without_new_id(session)
+    session._check_new_id()
     await session.load()
     current = session.get(USER_KEY)
     if current is not None and current != user_id:
@@ -94,12 +94,6 @@ def _indexed(store: SessionStore | None) -> SessionStore:
     return store
 
 
-def _refuse_without_new_id(session: Session) -> None:
-    """Raise ``SessionError`` where no new id could reach the client (a websocket)."""
-    if session._no_new_id is not None:
-        raise SessionError(session._no_new_id)
-
-
 async def logout_everywhere(
     session: Session | dict[str, Any], *, keep_current: bool = False
 ) -> int:
@@ -118,7 +112,7 @@ async def logout_everywhere(
     session = session_of(session)
     store = _indexed(session.store)
     if keep_current:
-        _refuse_without_new_id(session)  # before any session is ended
+        session._check_new_id()  # before any session is ended
     await session.load()
     user = session.get(USER_KEY)
     current = session.session_key

@@ -761,11 +761,15 @@ class Session(dict[str, Any]):
         if self._state:
             self._ensure()
         self._check_open()
-        if self._no_new_id is not None:
-            raise SessionError(self._no_new_id)
+        self._check_new_id()
         self._cycle = True
         self.accessed = True
         self._modified = True
+
+    def _check_new_id(self) -> None:
+        """Raise ``SessionError`` where no new id could reach the client (a websocket)."""
+        if self._no_new_id is not None:
+            raise SessionError(self._no_new_id)
 
     def set_expiry(self, value: int | float | timedelta | datetime | None) -> None:
         """Set when this session expires.

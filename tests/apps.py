@@ -15,10 +15,11 @@ the token itself.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from anyio.abc import TaskGroup
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -250,3 +251,17 @@ def open_token(store: CookieStore, token: str, name: str = "session") -> CookieH
         return CookieHead(0, 0, 0, legacy)
     created, issued, expires, _, _ = COOKIE_HEAD.unpack_from(payload)
     return CookieHead(created, issued, expires, json.loads(payload[COOKIE_HEAD.size :]))
+
+
+def in_background(
+    group: TaskGroup, results: dict[str, Any], name: str, request: Callable[[], Awaitable[Any]]
+) -> None:
+    """Start ``request()`` in ``group``; what it returns lands in ``results[name]``.
+
+    For tests that hold one request at a point while others run.
+    """
+
+    async def run() -> None:
+        results[name] = await request()
+
+    group.start_soon(run)

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.stores import SessionStore
+from tests.apps import in_background
 from tests.backends import STORES, store_factory
 
 pytestmark = pytest.mark.anyio
@@ -313,11 +314,8 @@ async def test_a_login_keeps_keys_set_by_parallel_requests(store_name: str, tmp_
         cookie = await seeded(app)
         results: dict[str, Any] = {}
 
-        async def login() -> None:
-            results["login"] = await call(app, "/login", cookie)
-
         async with anyio.create_task_group() as group:
-            group.start_soon(login)
+            in_background(group, results, "login", lambda: call(app, "/login", cookie))
             with anyio.fail_after(10):
                 await state["login_loaded"].wait()
             for n in range(3):
@@ -405,11 +403,8 @@ async def test_a_clear_logout_loaded_before_a_login_ends_the_new_id(
         cookie = await seeded(app)
         results: dict[str, Any] = {}
 
-        async def logout() -> None:
-            results["logout"] = await call(app, "/slow-clear-flash", cookie)
-
         async with anyio.create_task_group() as group:
-            group.start_soon(logout)
+            in_background(group, results, "logout", lambda: call(app, "/slow-clear-flash", cookie))
             with anyio.fail_after(10):
                 await state["clear_loaded"].wait()
             results["login"] = await call(app, "/login", cookie)

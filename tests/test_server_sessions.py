@@ -34,6 +34,7 @@ from asgi_sessions.crypto import forward_key, new_session_id, store_key, user_ke
 from asgi_sessions.errors import SessionError, SessionNotLoaded, SessionStoreUnavailable
 from asgi_sessions.session import USER_KEY
 from asgi_sessions.stores import MemoryStore, SessionStore, StoreKey
+from tests.apps import in_background
 from tests.instrumented import (
     SECRET,
     CountingStore,
@@ -329,11 +330,8 @@ async def _overtaken_by_logout(
     session_id = await _seed(app)
     results: dict[str, Any] = {}
 
-    async def run_slow() -> None:
-        results["slow"] = await raw_request(app, "/slow", cookie=session_id)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run_slow)
+        in_background(tg, results, "slow", lambda: raw_request(app, "/slow", cookie=session_id))
         await reached.wait()
         results["logout"] = await raw_request(app, "/logout", cookie=session_id)
         release.set()
@@ -419,11 +417,8 @@ async def test_logout_between_a_cycles_take_and_its_commit_ends_the_new_id(
     session_id = await _seed(app)
     results: dict[str, Any] = {}
 
-    async def run_login() -> None:
-        results["login"] = await raw_request(app, "/login", cookie=session_id)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run_login)
+        in_background(tg, results, "login", lambda: raw_request(app, "/login", cookie=session_id))
         with anyio.fail_after(10):
             await loaded.wait()
         if parallel_write:
@@ -614,11 +609,10 @@ async def test_a_cycle_overlapping_a_write_keeps_both_and_in_place_changes() -> 
     assert session_id
     results: dict[str, Any] = {}
 
-    async def run_elevate() -> None:
-        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run_elevate)
+        in_background(
+            tg, results, "elevate", lambda: raw_request(app, "/elevate", cookie=session_id)
+        )
         await reached.wait()
         assert (await raw_request(app, "/note", cookie=session_id)).status == 200
         release.set()
@@ -657,11 +651,10 @@ async def test_a_user_id_carried_over_by_a_cycle_is_linked_to_the_copy() -> None
     session_id = await _seed(app)
     results: dict[str, Any] = {}
 
-    async def run() -> None:
-        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
+        in_background(
+            tg, results, "elevate", lambda: raw_request(app, "/elevate", cookie=session_id)
+        )
         with anyio.fail_after(10):
             await loaded.wait()
         assert (await raw_request(app, "/claim", cookie=session_id)).status == 200
@@ -813,11 +806,10 @@ async def test_a_login_after_a_logout_through_a_stale_cache_gets_a_400(tmp_path:
     session_id = await _seed(app)
     results: dict[str, Any] = {}
 
-    async def run_elevate() -> None:
-        results["elevate"] = await raw_request(app, "/elevate", cookie=session_id)
-
     async with anyio.create_task_group() as tg:
-        tg.start_soon(run_elevate)
+        in_background(
+            tg, results, "elevate", lambda: raw_request(app, "/elevate", cookie=session_id)
+        )
         await reached.wait()
         await store.db.delete(store_key(session_id))  # the logout, first half
         assert await store.cache.read(store_key(session_id)) is not None  # stale
