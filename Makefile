@@ -12,11 +12,12 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 RESULTS := benchmarks/.results
 
-.PHONY: help venv demo test check lint typecheck docs docs-serve bench clean
+.PHONY: help venv demo test suite check lint typecheck docs docs-serve bench clean
 
 help:
 	@echo "make demo   - serve the demo app on http://127.0.0.1:8000 (encrypted cookie sessions)"
 	@echo "make test   - ruff, mypy --strict, the docs build, then the whole test suite (PYTEST_ARGS='-x -k foo')"
+	@echo "make suite  - the test suite alone, e.g. on another Python: make suite PYTHON=python3.13 VENV=.venv-3.13"
 	@echo "make check  - ruff (lint and format), and mypy --strict over the package, examples, tests and benchmarks"
 	@echo "make docs   - build the documentation site strictly (make docs-serve: live on :8001)"
 	@echo "make bench  - the in-process benchmark, by hand, never in CI (BENCH_ARGS='--rounds 60')"
@@ -59,7 +60,10 @@ docs: $(STAMP)
 docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
-test: check docs
+test: check docs suite
+
+# The suite alone: how CI runs it a second time on the newest Python we support.
+suite: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -67,6 +71,6 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_inprocess.py --json $(RESULTS)/inprocess.json $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) .venv-*/ .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	find . -name '*.egg-info' -type d -prune -exec rm -rf {} +
