@@ -586,3 +586,22 @@ def test_inspect_a_signed_cookie_and_a_rotated_ring(capsys: pytest.CaptureFixtur
     report = json.loads(capsys.readouterr().out)
     assert report["data"] == DATA
     assert report["read_with_old_secret"] is True
+
+
+def test_a_token_with_an_empty_ciphertext_is_refused_before_decrypting() -> None:
+    """Header, nonce and a tag but no ciphertext never reach the cipher.
+
+    We never seal an empty plaintext, and cryptography before 46 accepted
+    any tag on an empty AES-GCM-SIV ciphertext, so such a token is refused
+    on its length: with a forged tag, and with a real one.
+    """
+    from asgi_sessions.crypto import KeyRing
+
+    ring = KeyRing("k" * 32)
+    real = ring.seal(b"x", b"session")
+    header_and_nonce = real[: 1 + 4 + 12]
+    assert ring.open(header_and_nonce + b"\0" * 16, b"session") is None
+    assert ring.open(real, b"session") == (b"x", False)
+    key = ring._keys[0]
+    authentic_empty = key.aead.encrypt(header_and_nonce[5:], b"", key.header + b"session")
+    assert ring.open(header_and_nonce + authentic_empty, b"session") is None
