@@ -288,7 +288,7 @@ class SessionMiddleware:
             nonlocal status, replaced
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if session.accessed or session._state == _LOADED or self._always_save:
+                if session.accessed or session.is_loaded or self._always_save:
                     try:
                         update = await session.commit(status)
                     except (SessionInterrupted, SessionStoreUnavailable) as exc:

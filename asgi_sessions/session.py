@@ -64,6 +64,11 @@ _LOADED: Final = 0
 _COOKIE_PENDING: Final = 1  # a cookie value to open, synchronously, on first touch
 _STORE_PENDING: Final = 2  # a session id to read from a server store: needs `await load()`
 _FAILED: Final = 3  # the store could not be read: every access raises
+# Loaded by the middleware (autoload) but not yet used by the app. It counts as
+# loaded; the first use marks the session accessed, so the reply gets
+# ``Vary: Cookie`` even where nothing calls ``mark_accessed()`` (pure ASGI apps,
+# Starlette before 1.0, whose ``request.session`` does not).
+_PRIMED: Final = 4
 
 USER_KEY: Final = "_auth_user_id"
 """Where the logged-in user's id is kept (Django's name). A server session
@@ -271,9 +276,11 @@ class Session(dict[str, Any]):
     @property
     def is_loaded(self) -> bool:
         """Whether the contents are available (loading them if that needs no I/O)."""
-        if self._state == _COOKIE_PENDING:
+        state = self._state
+        if state == _COOKIE_PENDING:
             self._open_cookie()
-        return self._state == _LOADED
+            return True
+        return state in (_LOADED, _PRIMED)
 
     async def load(self) -> None:
         """Load the session from its store; a no-op if already loaded.
@@ -288,12 +295,23 @@ class Session(dict[str, Any]):
         state = self._state
         if state == _LOADED:
             return
+        if state == _PRIMED:
+            if mark:
+                self._state = _LOADED
+                self.accessed = True
+            return
         if state == _COOKIE_PENDING:
             self._open_cookie()
             return
+        loaded = _LOADED if mark else _PRIMED
         session_id = self._take_session_id()
         if session_id is None:
-            self._state = _LOADED  # no (usable) cookie: a new session, no I/O
+            # No (usable) cookie: a new session, no I/O. Reading it is still an
+            # access: the reply depends on the Cookie header carrying no
+            # session, so it must vary on it (a cookie session does the same).
+            self._state = loaded
+            if mark:
+                self.accessed = True
             return
         store = self._backend.store
         assert store is not None
@@ -303,7 +321,7 @@ class Session(dict[str, Any]):
             self._state = _FAILED
             self._error = exc
             raise
-        self._state = _LOADED
+        self._state = loaded
         self._error = None
         if mark:
             self.accessed = True
@@ -406,13 +424,17 @@ class Session(dict[str, Any]):
         state = self._state
         if state == _LOADED:
             return
-        if state == _COOKIE_PENDING:
+        if state == _COOKIE_PENDING:  # the common case first
             self._open_cookie()
+        elif state == _PRIMED:
+            self._state = _LOADED
+            self.accessed = True
         elif state == _FAILED:
             assert self._error is not None
             raise SessionStoreUnavailable(str(self._error)) from self._error
         elif self._take_session_id() is None:
             self._state = _LOADED  # nothing to load: a new, empty session
+            self.accessed = True  # as when a cookie session opens: see _load
         else:
             raise SessionNotLoaded()
 
@@ -534,7 +556,7 @@ class Session(dict[str, Any]):
     def __repr__(self) -> str:
         if self._state == _COOKIE_PENDING:
             self._open_cookie()
-        if self._state != _LOADED:
+        if self._state not in (_LOADED, _PRIMED):
             return f"<{type(self).__name__} (not loaded)>"
         return f"{type(self).__name__}({dict.__repr__(self)})"
 
@@ -1004,7 +1026,7 @@ class Session(dict[str, Any]):
         backend = self._backend
         store = backend.store
         assert store is not None
-        if self._state != _LOADED:
+        if self._state not in (_LOADED, _PRIMED):
             if backend.save_every_request and self._state == _STORE_PENDING:
                 await self._load(mark=False)
             else:

@@ -71,6 +71,16 @@ async def vary_accept(request: Request) -> Response:
     return PlainTextResponse("ok", headers={"vary": "Accept-Encoding"})
 
 
+async def raw_get(request: Request) -> dict[str, Any]:
+    # As a pure-ASGI app sees it: the scope's session, with no ``mark_accessed()``
+    # from Starlette's ``request.session`` (which Starlette before 1.0 never called).
+    return {"a": session_of(request.scope).get("a")}
+
+
+async def raw_aget(request: Request) -> dict[str, Any]:
+    return {"a": await session_of(request.scope).aget("a")}
+
+
 ROUTES: dict[str, Handler] = {
     "/untouched": untouched,
     "/read": read,
@@ -79,6 +89,8 @@ ROUTES: dict[str, Handler] = {
     "/fail": fail,
     "/crash": crash,
     "/vary": vary_accept,
+    "/raw-get": raw_get,
+    "/raw-aget": raw_aget,
 }
 
 
@@ -307,6 +319,31 @@ def test_vary_cookie_iff_accessed(
     assert ("vary" in response.headers) is accessed
     if accessed:
         assert response.headers["vary"] == "Cookie"
+
+
+@pytest.mark.parametrize("autoload", [False, True])
+@pytest.mark.parametrize("path", ["/raw-get", "/raw-aget"])
+def test_reading_a_new_session_varies_on_cookie(
+    make_client: ClientFactory, backend: Backend, path: str, autoload: bool
+) -> None:
+    # The answer depends on the Cookie header even when there was none: a
+    # cache must not hand this anonymous reply to a client that has a session.
+    client = make_client(autoload=autoload)
+    response = client.get(path)
+    assert response.json() == {"a": None}
+    assert response.headers.get_list("vary") == ["Cookie"]
+
+
+@pytest.mark.parametrize(("path", "accessed"), [("/untouched", False), ("/raw-get", True)])
+def test_an_autoloaded_session_varies_only_once_the_app_reads_it(
+    make_client: ClientFactory, backend: Backend, path: str, accessed: bool
+) -> None:
+    client = _seeded(make_client, backend, autoload=True)
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.headers.get_list("vary") == (["Cookie"] if accessed else [])
+    if accessed:
+        assert response.json() == {"a": 1}
 
 
 def test_vary_cookie_is_added_to_an_existing_vary(
