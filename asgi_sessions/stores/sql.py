@@ -87,11 +87,15 @@ asyncpg reports them through SQLAlchemy as a plain ``DBAPIError``. Any other
 SQLSTATE (``42…`` a missing table or column, ``28…`` denied access) is a bug
 or a misconfiguration, and is raised as it is."""
 
-_MYSQL_UNAVAILABLE = frozenset({1040, 1053, 1203, 1205, 1213, 1226, 1290, 1317, 1927, 1969, 3024})
-"""MySQL/MariaDB error numbers that mean "not now" whatever their SQLSTATE
-(some share the catch-all ``42000`` with syntax errors): too many connections
-(per server, per user, per hour), shutdown in progress, lock wait timeout,
-deadlock, read-only server, query interrupted or killed, statement timeout."""
+_MYSQL_UNAVAILABLE = frozenset(
+    {1040, 1053, 1152, 1158, 1159, 1160, 1161, 1184, 1203, 1205, 1213, 1226, 1290, 1317}
+    | {1927, 1969, 3024}
+)
+"""MySQL/MariaDB server error numbers that mean "not now" whatever their
+SQLSTATE (some share the catch-all ``42000`` with syntax errors): too many
+connections (per server, per user, per hour), shutdown in progress, aborted
+connection and network read/write errors, lock wait timeout, deadlock,
+read-only server, query interrupted or killed, statement timeout."""
 
 _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
 """SQLite primary result codes that mean "not now": BUSY, LOCKED, NOMEM,
@@ -108,9 +112,15 @@ def _is_unavailable(error: BaseException) -> bool:
     if error.connection_invalidated:
         return True
     args = getattr(error.orig, "args", ())
-    if args and isinstance(args[0], int) and args[0] in _MYSQL_UNAVAILABLE:
-        return True  # asyncmy: args are (errno, message)
+    errno = args[0] if args and isinstance(args[0], int) else None  # asyncmy: (errno, message)
+    if errno in _MYSQL_UNAVAILABLE:
+        return True
     sqlstate = getattr(error.orig, "sqlstate", None)
+    if errno is not None and not sqlstate:
+        # asyncmy before 0.2.14 sends no SQLSTATE. The number decides: 2000-2999
+        # are the client's own errors (cannot connect, server gone away, lost
+        # connection); a server's error not listed above is a bug.
+        return 2000 <= errno < 3000
     if isinstance(sqlstate, str) and sqlstate and sqlstate != "HY000":
         # HY000 is MySQL's "general error", which its client errors (lost
         # connection, server gone away) carry: decided by the type below.

@@ -36,6 +36,7 @@ from starlette.testclient import TestClient
 from asgi_sessions import SessionMiddleware
 from asgi_sessions.errors import SessionStoreUnavailable
 from asgi_sessions.stores import SQLStore
+from asgi_sessions.stores import sql as sql_module
 from asgi_sessions.testing import StoreConformance, new_key
 
 POSTGRES_URL = os.environ.get(
@@ -424,6 +425,20 @@ async def test_postgres_server_side_timeouts_are_unavailable(setting: str) -> No
     caught, waited = await _update_under_a_held_row_lock(url, engine)
     assert waited < 3
     assert "SECRET" not in caught
+
+
+@pytest.mark.parametrize(
+    ("errno", "outage"),
+    [(1054, False), (1146, False), (1045, False), (1205, True), (1160, True), (2013, True)],
+)
+def test_mysql_errors_without_a_sqlstate_are_told_apart_by_number(errno: int, outage: bool) -> None:
+    # asyncmy before 0.2.14 raises its errors with no SQLSTATE: an unknown
+    # column (1054) must still be a bug, a lost connection (2013) an outage.
+    asyncmy_errors = pytest.importorskip("asyncmy.errors")
+    driver_error = asyncmy_errors.OperationalError(errno, "message")
+    assert not getattr(driver_error, "sqlstate", None)
+    error = sa_exc.OperationalError("SELECT 1", {}, driver_error)
+    assert sql_module._is_unavailable(error) is outage
 
 
 @pytest.mark.anyio
