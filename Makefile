@@ -9,15 +9,17 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 PYTEST_ARGS ?=
+CONSTRAINTS ?=
 BENCH_ARGS ?=
 RESULTS := benchmarks/.results
 
-.PHONY: help venv demo test suite check lint typecheck docs docs-serve bench clean
+.PHONY: help venv demo test suite oldest check lint typecheck docs docs-serve bench clean
 
 help:
 	@echo "make demo   - serve the demo app on http://127.0.0.1:8000 (encrypted cookie sessions)"
 	@echo "make test   - ruff, mypy --strict, the docs build, then the whole test suite (PYTEST_ARGS='-x -k foo')"
 	@echo "make suite  - the test suite alone, e.g. on another Python: make suite PYTHON=python3.13 VENV=.venv-3.13"
+	@echo "make oldest - the test suite with every dependency at the oldest release pyproject.toml allows"
 	@echo "make check  - ruff (lint and format), and mypy --strict over the package, examples, tests and benchmarks"
 	@echo "make docs   - build the documentation site strictly (make docs-serve: live on :8001)"
 	@echo "make bench  - the in-process benchmark, by hand, never in CI (BENCH_ARGS='--rounds 60')"
@@ -30,7 +32,7 @@ $(STAMP): pyproject.toml examples/custom_store/pyproject.toml
 	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "installing asgi_sessions[dev] into $(VENV)"
 	$(PIP) install --upgrade pip
-	$(PIP) install -e '.[dev]'
+	$(PIP) install -e '.[dev]' $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	$(PIP) install --no-deps -e examples/custom_store
 	@touch $(STAMP)
 
@@ -65,6 +67,14 @@ test: check docs suite
 # The suite alone: how CI runs it a second time on the newest Python we support.
 suite: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The suite in .venv-oldest, where every runtime and extra dependency is pinned
+# to the lower bound pyproject.toml declares (.ci/oldest.py): a floor is a claim.
+OLDEST := .venv-oldest
+oldest:
+	@mkdir -p $(OLDEST)
+	$(PYTHON) .ci/oldest.py > $(OLDEST)/constraints.txt
+	$(MAKE) suite VENV=$(OLDEST) CONSTRAINTS=$(OLDEST)/constraints.txt
 
 bench: $(STAMP)
 	@mkdir -p $(RESULTS)

@@ -1,6 +1,6 @@
 """Print pip constraints that pin every dependency to the oldest release we claim to support.
 
-``pyproject.toml`` says ``starlette>=0.40``, ``redis>=5`` and so on; a user
+``pyproject.toml`` says ``starlette>=1.0``, ``redis>=5.2.1`` and so on; a user
 whose lock file holds exactly those releases must get a working package.
 This turns each lower bound of the runtime dependencies and of the user
 extras (not ``dev``: the test tools are ours, not our users') into

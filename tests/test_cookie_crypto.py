@@ -405,7 +405,9 @@ def test_session_too_large_reaches_the_server_through_a_test_client() -> None:
         request.session["blob"] = "x" * 5000
         return JSONResponse({})
 
-    app = Starlette(routes=[Route("/", grow)], middleware=[Middleware(SessionMiddleware, SECRET)])
+    app = Starlette(
+        routes=[Route("/", grow)], middleware=[Middleware(SessionMiddleware, secret_key=SECRET)]
+    )
     with TestClient(app, raise_server_exceptions=True) as client, pytest.raises(SessionTooLarge):
         client.get("/")
 

@@ -10,6 +10,7 @@ asyncio and under trio. Nothing else in the file is changed.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -21,7 +22,11 @@ import starlette
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 
-IMPORT_LINE = "from starlette.middleware.sessions import Session, SessionMiddleware"
+# Older releases import only ``SessionMiddleware``; newer ones also ``Session``.
+IMPORT_LINE = re.compile(
+    r"^from starlette\.middleware\.sessions import (Session, SessionMiddleware|SessionMiddleware)$",
+    re.MULTILINE,
+)
 
 CONFTEST = textwrap.dedent(
     """
@@ -92,10 +97,9 @@ def starlette_suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     suite = root / "suite"
     test_file = suite / "tests/middleware/test_session.py"
     source = test_file.read_text()
-    assert source.count(IMPORT_LINE) == 1, "Starlette's test file changed its import line"
-    test_file.write_text(
-        source.replace(IMPORT_LINE, "from asgi_sessions import Session, SessionMiddleware")
-    )
+    imports = IMPORT_LINE.findall(source)
+    assert len(imports) == 1, "Starlette's test file changed its import line"
+    test_file.write_text(IMPORT_LINE.sub(r"from asgi_sessions import \1", source))
     (suite / "tests/__init__.py").write_text("")
     (suite / "tests/middleware/__init__.py").write_text("")
     (suite / "conftest.py").write_text(CONFTEST)
@@ -145,4 +149,5 @@ def test_starlette_session_suite_passes_unchanged(starlette_suite: Path) -> None
         text=True,
         timeout=120,
     ).stdout
-    assert collected.count("[asyncio") == collected.count("[trio") > 10, collected
+    # Starlette 1.0's file (our oldest) has 9 tests per backend; later ones have more.
+    assert collected.count("[asyncio") == collected.count("[trio") >= 9, collected

@@ -78,5 +78,7 @@ def test_a_tampered_cookie_is_a_fresh_session_not_an_error() -> None:
     with TestClient(app) as client:
         client.post("/color", data={"color": "blue"})
         cookie = client.cookies["session"]
+        # Clear first: a hand-set cookie would sit beside the server's, not replace it.
+        client.cookies.clear()
         client.cookies["session"] = cookie[:-4] + ("AAAA" if cookie[-4:] != "AAAA" else "BBBB")
         assert client.get("/color").json() == {"fav_color": None}
