@@ -74,6 +74,7 @@ OLDEST := .venv-oldest
 oldest:
 	@mkdir -p $(OLDEST)
 	$(PYTHON) .ci/oldest.py > $(OLDEST)/constraints.txt
+	@echo "oldest allowed dependencies: $$(tr '\n' ' ' < $(OLDEST)/constraints.txt)"
 	$(MAKE) suite VENV=$(OLDEST) CONSTRAINTS=$(OLDEST)/constraints.txt
 
 bench: $(STAMP)

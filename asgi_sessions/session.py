@@ -554,9 +554,7 @@ class Session(dict[str, Any]):
         return other | dict(dict.items(self))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        if self._state == _COOKIE_PENDING:
-            self._open_cookie()
-        if self._state not in (_LOADED, _PRIMED):
+        if not self.is_loaded:
             return f"<{type(self).__name__} (not loaded)>"
         return f"{type(self).__name__}({dict.__repr__(self)})"
 
@@ -1026,7 +1024,7 @@ class Session(dict[str, Any]):
         backend = self._backend
         store = backend.store
         assert store is not None
-        if self._state not in (_LOADED, _PRIMED):
+        if not self.is_loaded:
             if backend.save_every_request and self._state == _STORE_PENDING:
                 await self._load(mark=False)
             else:
