@@ -36,8 +36,13 @@ def _find(header: bytes, name_eq: bytes) -> str | None:
     """The value of the first cookie ``name_eq`` (``b"name="``) in a Cookie header."""
     start = header.find(name_eq)
     while start != -1:
-        # A real match starts the header or follows "; " (not "xsession=").
-        if start == 0 or header[start - 1] in b"; \t":
+        # A real match starts the header or follows ";" and optional
+        # whitespace: not "xsession=", nor " session=" inside another
+        # cookie's value ("pref=a session=b" is one cookie, "pref").
+        before = start - 1
+        while before >= 0 and header[before] in b" \t":
+            before -= 1
+        if before < 0 or header[before] == 59:  # ord(";")
             begin = start + len(name_eq)
             end = header.find(b";", begin)
             value = (header[begin:] if end == -1 else header[begin:end]).strip()

@@ -116,11 +116,34 @@ def b64decode(text: str) -> bytes | None:
         return None
 
 
+def secret_list(secret_key: object) -> list[object]:
+    """The secrets in a ``secret_key`` setting, newest first.
+
+    One secret (``str``, ``bytes``, ``bytearray``, ``memoryview``, or an
+    object such as Starlette's ``Secret`` whose ``str()`` is the secret) or
+    a sequence of them. A ``bytearray`` is one secret, not a sequence of
+    one-byte secrets.
+    """
+    if isinstance(secret_key, (str, bytes, bytearray, memoryview)) or not isinstance(
+        secret_key, Sequence
+    ):
+        return [secret_key]
+    return list(secret_key)
+
+
 def _to_bytes(secret: object) -> bytes:
     if isinstance(secret, bytes):
         return secret
     if isinstance(secret, str):
         return secret.encode("utf-8")
+    if isinstance(secret, (bytearray, memoryview)):
+        return bytes(secret)
+    if isinstance(secret, (int, float)) or type(secret).__str__ is object.__str__:
+        # A number, or an object with no text of its own (its repr would be
+        # the secret): a mistake, never a secret.
+        raise ImproperlyConfigured(
+            f"secret_key items must be str or bytes, not {type(secret).__name__}"
+        )
     text = str(secret)  # starlette.datastructures.Secret and friends
     return text.encode("utf-8")
 
@@ -151,11 +174,7 @@ class KeyRing:
     def __init__(self, secrets_: object) -> None:
         if secrets_ is None:
             raise ImproperlyConfigured("a secret_key is required for cookie sessions")
-        if isinstance(secrets_, (str, bytes)) or not isinstance(secrets_, Sequence):
-            items: list[object] = [secrets_]
-        else:
-            items = list(secrets_)
-        raw = [_to_bytes(item) for item in items]
+        raw = [_to_bytes(item) for item in secret_list(secrets_)]
         if not raw or any(not item for item in raw):
             raise ImproperlyConfigured("secret_key must be one or more non-empty secrets")
         self.weak = any(len(item) < MIN_SECRET_BYTES for item in raw)

@@ -88,6 +88,10 @@ COMPACT_AFTER_FRAMES: Final = 2
 # limit applies (Django's SESSION_COOKIE_AGE).
 DEFAULT_SERVER_AGE: Final = 1_209_600
 _CREATE_ATTEMPTS: Final = 4
+_LAST_SECOND: Final = 2**32 - 1
+"""The latest moment (2106-02-07) a session can be set to expire at: the most
+a cookie's sealed head holds. A later expiry (a "forever" ``max_age``, say)
+is brought down to it rather than failing the save."""
 _FORWARD_TTL: Final = 60
 """Seconds a cycled session's forward record lives. It serves requests sent
 with the old id before the new cookie reached the browser, which arrive
@@ -811,6 +815,10 @@ class Session(dict[str, Any]):
             expiry = int(value.total_seconds())
         else:
             expiry = int(value)
+        if isinstance(expiry, int):
+            # Beyond this either way means "never" or "already": keep it small
+            # enough for every store and the cookie head.
+            expiry = max(-_LAST_SECOND, min(expiry, _LAST_SECOND))
         self._expiry = expiry
         self.accessed = True
         self._modified = True
@@ -905,7 +913,9 @@ class Session(dict[str, Any]):
             expires = min(expires, limit)
             if cookie_age is not None:
                 cookie_age = min(cookie_age, limit - now)
-        return expires, cookie_age
+        # Within what a cookie head can hold; 1, not 0, for a moment long
+        # past: 0 there means "no expiry recorded".
+        return max(1, min(expires, _LAST_SECOND)), cookie_age
 
     def _ttl(self, now: int, expires: int | None) -> int:
         ttl = DEFAULT_SERVER_AGE if expires is None else expires - now
@@ -993,6 +1003,8 @@ class Session(dict[str, Any]):
             # The common case of _plan_expiry, inlined: every write takes it.
             cookie_age = backend.max_age
             expires = now + (DEFAULT_SERVER_AGE if cookie_age is None else cookie_age)
+            if expires > _LAST_SECOND:
+                expires = _LAST_SECOND
         else:
             expires, cookie_age = self._plan_expiry(now, created)
         data = backend.serializer.dumps(dict(dict.items(self)))

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from asgi_sessions import SessionMiddleware
+from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions._record import encode_frame, frame_bytes
 from asgi_sessions.crypto import new_session_id, store_key
 from asgi_sessions.serializers import JSONSerializer
@@ -131,4 +131,29 @@ async def test_absolute_timeout_ends_active_sessions(store_name: str, tmp_path: 
         other = new_session_id()
         await store.create(store_key(other), frame_bytes(JSONSerializer(), fresh), 3600)
         _, _, body = await call(app, "/whoami", other)
+        assert body == b'{"user":"bob"}'
+
+
+async def test_far_future_expiries_save_on_every_store(store_name: str, tmp_path: Path) -> None:
+    # A "forever" max_age (a hundred years) and a set_expiry beyond what any
+    # store or the cookie head can hold are brought down to 2106, not a 500.
+    async with store_factory(store_name, tmp_path) as store:
+        app = make_app(store, max_age=100 * 365 * 86_400)
+        status, cookie, _ = await call(app, "/login")
+        assert status == 200
+        assert cookie is not None
+        _, _, body = await call(app, "/whoami", cookie)
+        assert body == b'{"user":"alice"}'
+
+        async def forever(request: Request) -> Response:
+            session = session_of(request)
+            session["user"] = "bob"
+            session.set_expiry(10**30)
+            return PlainTextResponse("ok")
+
+        app.router.add_route("/forever", forever)
+        status, cookie, _ = await call(app, "/forever")
+        assert status == 200
+        assert cookie is not None
+        _, _, body = await call(app, "/whoami", cookie)
         assert body == b'{"user":"bob"}'

@@ -44,6 +44,7 @@ from starlette.routing import Route
 
 from asgi_sessions import SessionMiddleware
 from asgi_sessions._record import pack_cookie
+from asgi_sessions.cookies import CookieSpec
 from asgi_sessions.crypto import b64decode
 from asgi_sessions.stores import EncryptedCookieStore
 from tests.apps import OTHER_SECRET, SECRET, Reply, call, set_cookies
@@ -255,6 +256,36 @@ def test_valid_cookie_under_another_name_is_not_the_session(prober: Prober) -> N
             await prober.absent(_cookie(token, name))
         await prober.absent(b"")
         await prober.absent(b"; ; ;")
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (b"session=REAL", "REAL"),
+        (b"  session=REAL", "REAL"),
+        (b"a=1;session=REAL", "REAL"),
+        (b"a=1; \t session=REAL", "REAL"),
+        # " session=" inside another cookie's value is that cookie's value
+        # (browsers send values with spaces as they are): it must not shadow
+        # the real cookie, which would plant an id of the sender's choosing.
+        (b"pref=dark session=EVIL; session=REAL", "REAL"),
+        (b"pref=dark\tsession=EVIL; session=REAL", "REAL"),
+        (b"pref=a=session=EVIL; session=REAL", "REAL"),
+        (b"pref=dark session=EVIL", None),
+    ],
+)
+def test_only_a_whole_cookie_is_ours(header: bytes, expected: str | None) -> None:
+    assert CookieSpec("session").read([(b"cookie", header)]) == expected
+
+
+def test_a_session_cookie_inside_another_cookies_value_is_ignored(prober: Prober) -> None:
+    token, data = TOKENS[2]
+
+    async def run() -> None:
+        await prober.absent(b"note=see session=" + token.encode())
+        await prober.accepted(data, b"note=x session=junk; " + _cookie(token))
 
     asyncio.run(run())
 

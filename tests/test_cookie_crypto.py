@@ -48,7 +48,7 @@ from asgi_sessions import SessionMiddleware, crypto
 from asgi_sessions.__main__ import main
 from asgi_sessions._record import COOKIE_HEAD, pack_cookie
 from asgi_sessions.crypto import KeyRing, b64decode, b64encode
-from asgi_sessions.errors import SessionTooLarge
+from asgi_sessions.errors import ImproperlyConfigured, SessionTooLarge
 from asgi_sessions.stores import EncryptedCookieStore, SignedCookieStore
 from asgi_sessions.stores.cookie import CookieRefused
 from tests.apps import OTHER_SECRET, SECRET, Reply, SetCookie, call, set_cookies
@@ -231,6 +231,31 @@ def test_str_and_bytes_secrets_derive_the_same_keys() -> None:
     assert text.mac_key == raw.mac_key == SIGNING_KEY
     sealed = KeyRing(SECRET).seal(b"payload", b"session")
     assert KeyRing(SECRET.encode()).open(sealed, b"session") == (b"payload", False)
+
+
+@pytest.mark.parametrize("kind", [bytearray, memoryview])
+def test_a_bytearray_or_memoryview_secret_is_one_secret(kind: Callable[[bytes], Any]) -> None:
+    # They are sequences, but not of secrets: each byte used to become a
+    # one-byte "secret" of its own, and the first of them sealed every cookie.
+    ring = KeyRing(kind(SECRET.encode()))
+    assert len(ring) == 1
+    assert not ring.weak
+    sealed = ring.seal(b"payload", b"session")
+    assert KeyRing(SECRET).open(sealed, b"session") == (b"payload", False)
+    assert len(KeyRing([kind(SECRET.encode()), OTHER_SECRET])) == 2
+
+
+@pytest.mark.parametrize("bad", [[1, 2, 3], [SECRET, None], [SECRET, 4.5], object()])
+def test_secrets_that_are_not_text_or_bytes_are_refused(bad: Any) -> None:
+    with pytest.raises(ImproperlyConfigured, match="must be str or bytes"):
+        KeyRing(bad)
+
+
+def test_objects_whose_str_is_the_secret_are_accepted() -> None:
+    from starlette.datastructures import Secret
+
+    sealed = KeyRing(Secret(SECRET)).seal(b"payload", b"session")
+    assert KeyRing(SECRET).open(sealed, b"session") == (b"payload", False)
 
 
 def test_cookie_decrypts_with_the_hkdf_encryption_key_and_nothing_else() -> None:

@@ -140,6 +140,10 @@ EXPIRY_VALUES: dict[str, Callable[[], Any]] = {
     "one-timedelta": lambda: timedelta(seconds=1),
     "one-datetime": lambda: _in(1),
     "sixty": lambda: 60,
+    "ninety-years": lambda: timedelta(days=90 * 365),
+    "huge": lambda: 10**30,
+    "before-1970": lambda: datetime(1960, 1, 1, tzinfo=UTC),
+    "far-negative": lambda: -(10**10),
 }
 
 
@@ -259,6 +263,41 @@ def test_negative_expiry_is_enforced(make_client: ClientFactory) -> None:
     value = cookie_value([line])
     assert value
     assert _replay(client, value)["data"] == {}
+
+
+@pytest.mark.parametrize("kind", ["ninety-years", "huge"])
+def test_expiries_beyond_2106_still_save(make_client: ClientFactory, kind: str) -> None:
+    # The cookie head holds times up to 2**32 - 1: later ones used to fail
+    # the save with a 500; now the session ends in 2106 at the latest.
+    client = make_client(ROUTES, max_age=3600)
+    response = client.get(f"/expire?kind={kind}")
+    assert response.status_code == 200
+    dumped = client.get("/dump").json()
+    assert dumped["data"] == {"user": "alice"}
+    assert dumped["date"] > time.time() + 70 * 365 * DAY
+
+
+def test_a_max_age_beyond_2106_still_saves(make_client: ClientFactory) -> None:
+    client = make_client(ROUTES, max_age=100 * 365 * DAY)
+    assert client.get("/touch").status_code == 200
+    assert client.get("/touch").status_code == 200
+    assert client.get("/dump").json()["data"] == {"n": 2}
+
+
+@pytest.mark.parametrize("kind", ["before-1970", "far-negative"])
+def test_expiries_before_1970_are_in_the_past(make_client: ClientFactory, kind: str) -> None:
+    client = make_client(ROUTES, max_age=3600)
+    response = client.get(f"/expire?kind={kind}")
+    assert response.status_code == 200
+    line = cookie_line(response.headers.get_list("set-cookie"))
+    if line is not None:  # a cookie session: told to go at once
+        age = max_age_of(line)
+        assert age is not None
+        assert age <= 0
+        value = cookie_value([line])
+        assert value
+        assert _replay(client, value)["data"] == {}
+    assert client.get("/dump").json()["data"] == {}
 
 
 def test_negative_expiry_on_an_existing_session(

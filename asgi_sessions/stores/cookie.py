@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
-from ..crypto import MIN_SECRET_BYTES, KeyRing, SecretKey, b64decode, b64encode
+from ..crypto import MIN_SECRET_BYTES, KeyRing, SecretKey, b64decode, b64encode, secret_list
 from ..errors import ImproperlyConfigured
 
 __all__ = [
@@ -133,14 +133,13 @@ class EncryptedCookieStore(CookieStore):
                     "accept_starlette_cookies needs itsdangerous: "
                     "pip install 'asgi-sealed-sessions[migrate]'"
                 ) from exc
-            secrets_ = (
-                [secret_key]
-                if isinstance(secret_key, (str, bytes)) or not isinstance(secret_key, Sequence)
-                else list(secret_key)
-            )
             self._legacy = [
-                itsdangerous.TimestampSigner(s.decode("utf-8") if isinstance(s, bytes) else str(s))
-                for s in secrets_
+                itsdangerous.TimestampSigner(
+                    bytes(s).decode("utf-8")
+                    if isinstance(s, (bytes, bytearray, memoryview))
+                    else str(s)
+                )
+                for s in secret_list(secret_key)
             ]
 
     def seal(self, payload: bytes, name: str) -> str:
