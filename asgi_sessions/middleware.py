@@ -306,16 +306,19 @@ class SessionMiddleware:
         if session._modified and status and not replaced and status < 500:
             # A change made after the headers went out is still saved under
             # the same id.
-            try:
-                await session.commit(status, can_set_cookie=False)
-            except SessionInterrupted:
-                logger.info("session deleted by a concurrent request; late changes dropped")
+            await _save_late(session, "late session changes", status)
 
     def _autoloads(self, scope: Scope) -> bool:
         autoload = self._autoload
         if isinstance(autoload, bool):
             return autoload
+        # Match the path as the app's routes see it: under a root_path
+        # (`uvicorn --root-path /app`, or this app mounted at /app) the ASGI
+        # path still starts with it, and the routes match what follows.
         path: str = scope.get("path", "")
+        root: str = scope.get("root_path", "")
+        if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+            path = path[len(root) :]
         return path.startswith(autoload)
 
     def _add_headers(
@@ -333,8 +336,11 @@ class SessionMiddleware:
                 # ASGI says response header names are lowercase; tolerate apps
                 # that do not, without lowering every name on the way.
                 if name == b"vary" or (len(name) == 4 and name.lower() == b"vary"):
-                    if b"cookie" not in value.lower():
-                        headers[index] = (name, value + b", Cookie")
+                    # Whole tokens: "X-Cookie-Consent" is not "Cookie", and
+                    # "*" already varies on everything.
+                    tokens = [token.strip() for token in value.lower().split(b",")]
+                    if b"cookie" not in tokens and b"*" not in tokens:
+                        headers[index] = (name, value + b", Cookie" if any(tokens) else b"Cookie")
                     break
             else:
                 headers.append((b"vary", b"Cookie"))
@@ -362,7 +368,7 @@ class SessionMiddleware:
             return
         session._no_new_id = _NO_NEW_ID_IN_WEBSOCKET
         await self._load_first(session, scope)
-        disconnected = False
+        disconnected = dropped = False
 
         async def receive_wrapper() -> Message:
             nonlocal disconnected
@@ -372,11 +378,11 @@ class SessionMiddleware:
             return message
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal disconnected
+            nonlocal disconnected, dropped
             if message["type"] == "websocket.close":
                 # Save before the close frame goes out: a client that sees the
                 # close and then makes a request reads what this socket wrote.
-                await _save_on_disconnect(session)
+                dropped = await _save_late(session, "websocket session changes")
             try:
                 await send(message)
             except OSError:
@@ -392,30 +398,36 @@ class SessionMiddleware:
             # A handler that lets the client's disconnect propagate (Starlette's
             # WebSocketDisconnect) still ended normally; any other failure saves
             # nothing, as a 5xx does not.
-            if disconnected:
-                await _save_on_disconnect(session)
+            if disconnected and not dropped:
+                await _save_late(session, "websocket session changes")
             raise
-        await _save_on_disconnect(session)
+        if not dropped:  # changes dropped at the close stay dropped, logged once
+            await _save_late(session, "websocket session changes")
 
 
-async def _save_on_disconnect(session: Session) -> None:
-    """Save a server session's pending changes when its websocket ends.
+async def _save_late(session: Session, what: str, status: int = 200) -> bool:
+    """Save a server session's pending changes after its response has gone out.
 
-    Nobody is left to tell of a failure, so it is logged instead of raised:
-    a logout in another tab (the change must not resurrect the session), a
-    store that is down, or a session that never had an id (a websocket
-    cannot send the cookie a new id needs).
+    That is a websocket that ends, or an HTTP response whose body changed
+    the session after the headers were sent. Nobody is left to tell of a
+    failure, so it is logged instead of raised into the server: a logout in
+    another tab (the change must not resurrect the session), a store that
+    is down, or a session that never had an id (no cookie can carry a new
+    one now). Returns whether the changes were dropped.
     """
     if not session._modified:
-        return
+        return False
     try:
-        await session.commit(can_set_cookie=False)
+        await session.commit(status, can_set_cookie=False)
     except SessionInterrupted:
-        logger.info("session deleted by a concurrent request; websocket changes dropped")
+        logger.info("session deleted by a concurrent request; %s dropped", what)
     except SessionStoreUnavailable:
-        logger.warning("session store unavailable: websocket changes could not be saved")
+        logger.warning("session store unavailable: %s could not be saved", what)
     except SessionError as exc:
-        logger.warning("websocket session changes dropped: %s", exc)
+        logger.warning("%s dropped: %s", what, exc)
+    else:
+        return False
+    return True
 
 
 async def _error_response(send: Send, exc: SessionError) -> None:

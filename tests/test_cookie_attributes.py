@@ -389,7 +389,14 @@ def test_vary_is_merged_into_an_existing_header_as_starlette_does(vary: str) -> 
     assert ours == theirs == [f"{vary}, Cookie"]
 
 
-@pytest.mark.parametrize("vary", ["Cookie", "Accept, cookie"])
+@pytest.mark.parametrize("vary", ["X-Cookie-Consent", "Set-Cookie-Hint, Origin", "cookies"])
+def test_vary_that_only_contains_the_word_cookie_still_gets_cookie(vary: str) -> None:
+    # A whole token is needed: before, any value holding the letters "cookie"
+    # was left alone, and a shared cache could serve one session's page to all.
+    assert _get(_app(), f"/vary?vary={vary}").headers.get_list("vary") == [f"{vary}, Cookie"]
+
+
+@pytest.mark.parametrize("vary", ["Cookie", "Accept, cookie", "Origin ,COOKIE ", "*"])
 def test_vary_that_already_names_cookie_is_left_alone(vary: str) -> None:
     assert _get(_app(), f"/vary?vary={vary}").headers.get_list("vary") == [vary]  # no second one
 

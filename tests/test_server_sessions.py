@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -188,6 +188,25 @@ def test_autoload_path_prefixes() -> None:
         assert store.total == 0
         with pytest.raises(SessionNotLoaded):
             client.get("/manual/sync")
+
+
+def test_autoload_prefixes_match_the_path_the_routes_see() -> None:
+    # Behind a root_path (uvicorn --root-path, or a Mount in front of the
+    # app), the ASGI path keeps the prefix; before, the autoload prefixes
+    # never matched there and synchronous access raised SessionNotLoaded.
+    store = _memory()
+    inner = session_app(ROUTES, store=store, secret_key=None, autoload=["/auto", "/seed"])
+    with TestClient(inner, root_path="/app") as client:
+        client.get("/app/seed")
+        assert client.get("/app/auto/sync").json()["user"] == "alice"
+        with pytest.raises(SessionNotLoaded):
+            client.get("/app/manual/sync")
+    mounted = Starlette(routes=[Mount("/sub", app=inner)])
+    with TestClient(mounted) as client:
+        client.get("/sub/seed")
+        assert client.get("/sub/auto/sync").json()["user"] == "alice"
+        with pytest.raises(SessionNotLoaded):
+            client.get("/sub/manual/sync")
 
 
 def test_session_without_cookie_needs_no_load() -> None:
@@ -945,6 +964,22 @@ async def test_change_after_headers_is_saved_for_server_stores() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_late_change_that_cannot_be_saved_is_logged_not_raised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A new session changed after the headers went out has no id and no
+    # cookie can carry one now: the change is dropped with a warning. Before,
+    # the SessionError escaped into the server after the response was sent.
+    app, errors = _late_app(_memory())
+    caplog.set_level(logging.WARNING, logger="asgi_sessions")
+    late = await raw_request(app, "/late")
+    assert late.status == 200
+    assert errors == []
+    dropped = [r for r in caplog.records if "late session changes dropped" in r.getMessage()]
+    assert len(dropped) == 1
+
+
+@pytest.mark.anyio
 async def test_change_after_headers_raises_for_cookie_sessions() -> None:
     app, errors = _late_app(None, secret_key=SECRET)
     value = cookie_value((await raw_request(app, "/seed")).set_cookies)
@@ -1298,3 +1333,20 @@ def test_a_websocket_change_that_cannot_be_saved_is_logged_not_raised(
     with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws") as ws:
         ws.close()
     assert any("websocket session changes dropped" in r.getMessage() for r in caplog.records)
+
+
+def test_a_websocket_change_dropped_at_close_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        websocket.session["draft"] = "unsaved"
+        await websocket.close()  # the save is tried here, and not again at return
+
+    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    app.add_middleware(SessionMiddleware, store=MemoryStore())
+    caplog.set_level(logging.WARNING, logger="asgi_sessions")
+    with TestClient(app).websocket_connect("/ws") as ws, pytest.raises(WebSocketDisconnect):
+        ws.receive_text()
+    dropped = [r for r in caplog.records if "websocket session changes dropped" in r.getMessage()]
+    assert len(dropped) == 1
