@@ -558,7 +558,9 @@ class Session(dict[str, Any]):
         return other | dict(dict.items(self))  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        if not self.is_loaded:
+        # Not is_loaded: that decrypts a pending cookie, and a repr (a log
+        # line of the scope) must not count as the app touching the session.
+        if self._state not in (_LOADED, _PRIMED):
             return f"<{type(self).__name__} (not loaded)>"
         return f"{type(self).__name__}({dict.__repr__(self)})"
 
@@ -570,7 +572,7 @@ class Session(dict[str, Any]):
         """
         return (type(self), (dict(self.items()),))
 
-    def get(self, key: str, default: Any = None, /) -> Any:
+    def get(self, key: str, default: Any = None) -> Any:
         """``dict.get``, loading first."""
         if self._state:
             self._ensure()
@@ -611,6 +613,12 @@ class Session(dict[str, Any]):
     def __delitem__(self, key: str) -> None:
         if self._state:
             self._ensure()
+        if not dict.__contains__(self, key):
+            # Marked modified all the same, as Starlette's Session does, but
+            # with no change of ``key`` recorded: a removal saved here would
+            # delete the key that a parallel request has set meanwhile.
+            self._dirty_many(())
+            raise KeyError(key)
         self._dirty(key)
         dict.__delitem__(self, key)
 
@@ -625,13 +633,22 @@ class Session(dict[str, Any]):
         self._changes = None
         dict.clear(self)
 
-    def pop(self, key: str, *args: Any) -> Any:
+    def pop(self, key: str, default: Any = _MISSING) -> Any:
         """``dict.pop``; marks the session modified only if ``key`` was present."""
         if self._state:
             self._ensure()
         if dict.__contains__(self, key):
             self._dirty(key)
-        return dict.pop(self, key, *args)
+            return dict.pop(self, key)
+        if default is _MISSING:
+            raise KeyError(key)
+        return default
+
+    def has_key(self, key: str) -> bool:
+        """``key in self`` (Django's name)."""
+        if self._state:
+            self._ensure()
+        return dict.__contains__(self, key)
 
     def popitem(self) -> tuple[str, Any]:
         """``dict.popitem``; always marks the session modified."""
@@ -680,10 +697,10 @@ class Session(dict[str, Any]):
         await self.load()
         return self.setdefault(key, default)
 
-    async def apop(self, key: str, *args: Any) -> Any:
+    async def apop(self, key: str, default: Any = _MISSING) -> Any:
         """Load, then ``pop``."""
         await self.load()
-        return self.pop(key, *args)
+        return self.pop(key, default)
 
     async def aupdate(self, *args: Any, **kwargs: Any) -> None:
         """Load, then ``update``."""
@@ -718,6 +735,49 @@ class Session(dict[str, Any]):
         """Load, then :meth:`cycle_key`."""
         await self.load()
         self.cycle_key()
+
+    async def aset_expiry(self, value: int | float | timedelta | datetime | None) -> None:
+        """Load, then :meth:`set_expiry`."""
+        await self.load()
+        self.set_expiry(value)
+
+    async def aget_expiry_age(
+        self, *, modification: datetime | None = None, expiry: Any = _MISSING
+    ) -> int:
+        """Load, then :meth:`get_expiry_age`."""
+        await self.load()
+        return self.get_expiry_age(modification=modification, expiry=expiry)
+
+    async def aget_expiry_date(
+        self, *, modification: datetime | None = None, expiry: Any = _MISSING
+    ) -> datetime:
+        """Load, then :meth:`get_expiry_date`."""
+        await self.load()
+        return self.get_expiry_date(modification=modification, expiry=expiry)
+
+    async def aget_expire_at_browser_close(self) -> bool:
+        """Load, then :meth:`get_expire_at_browser_close`."""
+        await self.load()
+        return self.get_expire_at_browser_close()
+
+    async def aget_session_cookie_age(self) -> int:
+        """:meth:`get_session_cookie_age` (needs no load)."""
+        return self.get_session_cookie_age()
+
+    async def aset_test_cookie(self) -> None:
+        """Load, then :meth:`set_test_cookie`."""
+        await self.load()
+        self.set_test_cookie()
+
+    async def atest_cookie_worked(self) -> bool:
+        """Load, then :meth:`test_cookie_worked`."""
+        await self.load()
+        return self.test_cookie_worked()
+
+    async def adelete_test_cookie(self) -> None:
+        """Load, then :meth:`delete_test_cookie`."""
+        await self.load()
+        self.delete_test_cookie()
 
     # -- Django's session API --------------------------------------------------
 
@@ -809,8 +869,7 @@ class Session(dict[str, Any]):
         if value is None:
             expiry: Expiry = None
         elif isinstance(value, datetime):
-            moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-            expiry = ("at", int(moment.timestamp()))
+            expiry = ("at", int(_aware(value).timestamp()))
         elif isinstance(value, timedelta):
             expiry = int(value.total_seconds())
         else:
@@ -837,13 +896,13 @@ class Session(dict[str, Any]):
                 self._ensure()
             expiry = self._expiry
         if isinstance(expiry, datetime):
-            expiry = ("at", int(expiry.timestamp()))
+            expiry = ("at", int(_aware(expiry).timestamp()))
         if isinstance(expiry, timedelta):
             expiry = int(expiry.total_seconds())
         if not expiry:  # None or 0: the cookie age applies on the server
             return self.get_session_cookie_age()
         if isinstance(expiry, tuple):
-            start = _now() if modification is None else int(modification.timestamp())
+            start = _now() if modification is None else int(_aware(modification).timestamp())
             return int(expiry[1]) - start
         return int(expiry)
 
@@ -851,7 +910,7 @@ class Session(dict[str, Any]):
         self, *, modification: datetime | None = None, expiry: Any = _MISSING
     ) -> datetime:
         """The moment (UTC) the session expires, counting from ``modification``."""
-        start = datetime.now(UTC) if modification is None else modification
+        start = datetime.now(UTC) if modification is None else _aware(modification)
         if expiry is _MISSING:
             if self._state:
                 self._ensure()
@@ -859,7 +918,7 @@ class Session(dict[str, Any]):
         if isinstance(expiry, tuple):
             return datetime.fromtimestamp(expiry[1], UTC)
         if isinstance(expiry, datetime):
-            return expiry
+            return _aware(expiry)
         return start + timedelta(
             seconds=self.get_expiry_age(modification=modification, expiry=expiry)
         )
@@ -1337,6 +1396,11 @@ class Session(dict[str, Any]):
         self._frames += 1
         self._created = created
         self._issued = now
+
+
+def _aware(moment: datetime) -> datetime:
+    """``moment`` with a time zone: a naive datetime means UTC throughout the session API."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 async def _leave_forward(store: SessionStore, old: str, new: str) -> None:

@@ -10,6 +10,7 @@ ASGI app, and each waits at a barrier after loading the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -90,6 +91,17 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         del session["owner"]
         return PlainTextResponse("ok")
 
+    async def forget_missing(request: Request) -> Response:
+        # Deletes a key it does not hold, as `try: del s[k] except KeyError` does.
+        session = request.session
+        assert session["owner"] == "alice"
+        state["forget_loaded"].set()
+        with anyio.fail_after(10):
+            await state["forget_go"].wait()
+        with contextlib.suppress(KeyError):
+            del session["k0"]
+        return PlainTextResponse("ok")
+
     async def slow_login(request: Request) -> Response:
         session = session_of(request)
         assert session["owner"] == "alice"
@@ -139,6 +151,7 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/set/{n}", set_own_key),
             Route("/slow", slow_write),
             Route("/forget", forget_owner),
+            Route("/forget-missing", forget_missing),
             Route("/login", slow_login),
             Route("/claim", claim),
             Route("/logout", logout),
@@ -295,6 +308,36 @@ async def test_deleting_the_last_key_keeps_a_parallel_requests_keys(
         assert statuses == {"forget": 200, "set0": 200, "set1": 200, "set2": 200}
         _, _, body = await call(app, "/view", cookie)
         assert json.loads(body) == {"k0": 0, "k1": 1, "k2": 2}
+
+
+async def test_a_del_that_fails_removes_nothing_a_parallel_request_set(
+    store_name: str, tmp_path: Path
+) -> None:
+    # The failed del marks the session modified (as Starlette's does), but
+    # it used to record a removal of the key too, which deleted the key a
+    # parallel request had set after this one loaded.
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {
+            "forget_loaded": anyio.Event(),
+            "forget_go": anyio.Event(),
+            "barrier": Barrier(1),
+        }
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        statuses: dict[str, int] = {}
+
+        async def forget() -> None:
+            statuses["forget"], _, _ = await call(app, "/forget-missing", cookie)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(forget)
+            with anyio.fail_after(10):
+                await state["forget_loaded"].wait()
+            statuses["set"], _, _ = await call(app, "/set/0", cookie)
+            state["forget_go"].set()
+        assert statuses == {"forget": 200, "set": 200}
+        _, _, body = await call(app, "/view", cookie)
+        assert json.loads(body) == {"owner": "alice", "k0": 0}
 
 
 async def test_a_login_keeps_keys_set_by_parallel_requests(store_name: str, tmp_path: Path) -> None:

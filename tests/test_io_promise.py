@@ -77,6 +77,12 @@ async def raw_get(request: Request) -> dict[str, Any]:
     return {"a": session_of(request.scope).get("a")}
 
 
+async def logged(request: Request) -> Response:
+    # A middleware or handler that logs the scope reprs the session in it.
+    assert "not loaded" in repr(request.scope["session"])
+    return PlainTextResponse(repr(request.scope))
+
+
 async def raw_aget(request: Request) -> dict[str, Any]:
     return {"a": await session_of(request.scope).aget("a")}
 
@@ -91,6 +97,7 @@ ROUTES: dict[str, Handler] = {
     "/vary": vary_accept,
     "/raw-get": raw_get,
     "/raw-aget": raw_aget,
+    "/logged": logged,
 }
 
 
@@ -145,6 +152,21 @@ def test_cookie_present_untouched_costs_nothing(
 ) -> None:
     client = _seeded(make_client, backend)
     response = client.get("/untouched")
+    assert _work(backend) == {}
+    assert _set_cookie(response) is None
+    assert "vary" not in response.headers
+
+
+@pytest.mark.parametrize("idle_timeout", [None, 600])
+def test_a_repr_of_the_session_costs_nothing(
+    make_client: ClientFactory, backend: Backend, idle_timeout: int | None
+) -> None:
+    # Before, repr() decrypted a cookie session and marked it accessed: a
+    # log line of the scope added Vary: Cookie (and, with idle_timeout, a
+    # fresh Set-Cookie) to a route that never used the session.
+    client = _seeded(make_client, backend, idle_timeout=idle_timeout)
+    response = client.get("/logged")
+    assert response.status_code == 200
     assert _work(backend) == {}
     assert _set_cookie(response) is None
     assert "vary" not in response.headers

@@ -12,7 +12,9 @@ from __future__ import annotations
 import copy
 import json
 import pickle
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -206,6 +208,18 @@ def test_pop_group() -> None:
         session.pop("nope")
 
 
+def test_defaults_by_keyword_as_in_django() -> None:
+    session = Session({"a": 1})
+    assert session.get("zz", default=0) == 0
+    assert session.pop("zz", default=0) == 0
+    assert not session.modified
+    assert session.pop("a", default=0) == 1
+    assert session.modified
+    assert session.has_key("a") is False
+    session["b"] = 2
+    assert session.has_key("b")
+
+
 def test_setdefault_group() -> None:
     session = Session()
     assert session.setdefault("foo", "bar") == "bar"
@@ -295,6 +309,49 @@ async def test_async_mirrors_standalone() -> None:
     await session.aflush()
     assert session == {}
     assert session.is_empty()
+
+
+@pytest.mark.asyncio
+async def test_async_mirrors_of_expiry_and_test_cookie() -> None:
+    session = Session({"a": 1})
+    assert await session.aget("zz", default=5) == 5
+    assert await session.apop("zz", default=6) == 6
+    with pytest.raises(KeyError):
+        await session.apop("zz")
+    assert await session.aget_session_cookie_age() == 14 * 86_400
+    await session.aset_expiry(300)
+    assert await session.aget_expiry_age() == 300
+    expected = datetime.now(UTC) + timedelta(seconds=300)
+    assert abs((await session.aget_expiry_date() - expected).total_seconds()) <= 1
+    assert not await session.aget_expire_at_browser_close()
+    await session.aset_expiry(0)
+    assert await session.aget_expire_at_browser_close()
+    assert not await session.atest_cookie_worked()
+    await session.aset_test_cookie()
+    assert await session.atest_cookie_worked()
+    await session.adelete_test_cookie()
+    assert not await session.atest_cookie_worked()
+
+
+def test_naive_datetimes_mean_utc_in_every_expiry_method(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before, get_expiry_age(expiry=naive) read the naive moment in local time.
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        naive = datetime.now(UTC).replace(tzinfo=None, microsecond=0) + timedelta(hours=1)
+        session = Session()
+        assert 3598 <= session.get_expiry_age(expiry=naive) <= 3600
+        assert session.get_expiry_date(expiry=naive) == naive.replace(tzinfo=UTC)
+        start = naive - timedelta(hours=1)
+        assert session.get_expiry_age(modification=start, expiry=naive) == 3600
+        assert session.get_expiry_date(modification=start, expiry=600) == (
+            start.replace(tzinfo=UTC) + timedelta(seconds=600)
+        )
+        session.set_expiry(naive)
+        assert 3598 <= session.get_expiry_age() <= 3600
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 @pytest.mark.asyncio
