@@ -60,8 +60,10 @@ def _token_of(text: str, name: str) -> str | None:
     A header (``session=N.…; session.1=…``) is how a chunked session must be
     given, since its value spans several cookies; it is reassembled here.
     """
-    if not text.startswith(name + "="):
-        return text
+    if text[:7].lower() == "cookie:":  # pasted with its header name
+        text = text[7:].strip()
+    if "=" not in text and ";" not in text:
+        return text  # our tokens hold neither: a bare value
     spec = CookieSpec(name, chunked=True, https_only=True)  # https_only: any prefix is valid
     return spec.read_value([(b"cookie", text.encode("latin-1", "replace"))])
 

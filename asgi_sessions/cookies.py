@@ -99,7 +99,9 @@ class CookieSpec:
     ) -> None:
         if not name or not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):
             raise ImproperlyConfigured(f"{name!r} is not a valid cookie name")
-        if same_site not in ("lax", "strict", "none"):
+        # Any case, as Starlette (and browsers) take it; written in lowercase.
+        site = same_site.lower() if isinstance(same_site, str) else same_site
+        if site not in ("lax", "strict", "none"):
             raise ImproperlyConfigured("same_site must be 'lax', 'strict' or 'none'")
         # Browsers match these prefixes case-insensitively (RFC 6265bis), so
         # "__host-sid" is held to the same rules as "__Host-sid".
@@ -124,7 +126,7 @@ class CookieSpec:
         self.name = name
         self.path = path
         self.chunked = chunked
-        flags = ("httponly; " if http_only else "") + "samesite=" + same_site
+        flags = ("httponly; " if http_only else "") + "samesite=" + site
         if https_only:
             flags += "; secure"
         if domain is not None:
@@ -241,7 +243,7 @@ class CookieSpec:
         room = COOKIE_LIMIT - overhead
         pieces = [value[i : i + room] for i in range(0, len(value), room)]
         if len(pieces) > MAX_CHUNKS:
-            raise SessionTooLarge(size, COOKIE_LIMIT * MAX_CHUNKS)
+            raise SessionTooLarge(size, COOKIE_LIMIT * MAX_CHUNKS, chunked=True)
         lines = [self._line(self.name, f"{len(pieces)}.{pieces[0]}", max_age)]
         lines.extend(
             self._line(f"{self.name}.{i}", piece, max_age) for i, piece in enumerate(pieces[1:], 1)

@@ -73,14 +73,24 @@ class SessionTooLarge(SessionError, ValueError):
     server-side store.
     """
 
-    def __init__(self, size: int, limit: int) -> None:
+    def __init__(self, size: int, limit: int, *, chunked: bool = False) -> None:
         self.size = size
         self.limit = limit
-        super().__init__(
-            f"The session cookie would be {size} bytes, over the browser limit of "
-            f"{limit} bytes. Store less in the session, enable chunking "
-            "(EncryptedCookieStore(..., chunked=True)), or use a server-side store."
-        )
+        self.chunked = chunked
+        """Whether chunking was on (``limit`` is then the most all the chunks may hold)."""
+        if chunked:
+            message = (
+                f"The session cookies would be {size} bytes, over the {limit} bytes that "
+                "chunking spreads over at most 16 cookies. Store less in the session, "
+                "or use a server-side store."
+            )
+        else:
+            message = (
+                f"The session cookie would be {size} bytes, over the browser limit of "
+                f"{limit} bytes. Store less in the session, enable chunking "
+                "(EncryptedCookieStore(..., chunked=True)), or use a server-side store."
+            )
+        super().__init__(message)
 
 
 class SessionInterrupted(SessionError):

@@ -162,6 +162,12 @@ def test_same_site(same_site: str, https_only: bool) -> None:
     assert line.attribute("samesite") == same_site
 
 
+@pytest.mark.parametrize("same_site", ["Lax", "STRICT", "None"])
+def test_same_site_in_any_case_as_starlette_takes_it(same_site: str) -> None:
+    line = _set_line(same_site=same_site, https_only=True)
+    assert line.attribute("samesite") == same_site.lower()
+
+
 def test_invalid_same_site_is_refused_at_construction() -> None:
     with pytest.raises(ImproperlyConfigured, match="same_site"):
         SessionMiddleware(echo_session, SECRET, same_site="sometimes")  # type: ignore[arg-type]

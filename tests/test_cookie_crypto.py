@@ -592,6 +592,32 @@ def test_inspect_with_the_wrong_secret_exits_1(capsys: pytest.CaptureFixture[str
     assert "alice" not in captured.err
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "theme=dark; session={token}",
+        "session={token}; theme=dark",
+        "Cookie: theme=dark; session={token}",
+        "  {token}  ",
+    ],
+)
+def test_inspect_finds_the_session_anywhere_in_a_cookie_header(
+    capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    # Before, only a header that started with the session cookie was read as
+    # a header; any other was taken for one (refused) cookie value.
+    token = _issue()
+    assert main(["inspect", text.format(token=token), "--secret", SECRET]) == 0
+    assert json.loads(capsys.readouterr().out)["data"] == DATA
+
+
+def test_inspect_a_header_without_the_session_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["inspect", "theme=dark; lang=en", "--secret", SECRET]) == 1
+    assert "no cookie named 'session'" in capsys.readouterr().err
+
+
 def test_inspect_a_chunked_session_from_its_cookie_header(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

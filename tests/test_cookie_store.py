@@ -253,6 +253,8 @@ def test_one_byte_over_raises_session_too_large_with_the_size(
     assert caught.value.size == 4097
     assert caught.value.limit == 4096
     assert "4097" in str(caught.value)
+    assert not caught.value.chunked
+    assert "enable chunking" in str(caught.value)
 
 
 def test_limit_counts_the_cookie_attributes(
@@ -369,6 +371,10 @@ def test_a_session_too_large_even_for_16_chunks_raises(chunked_client: TestClien
     assert caught.value.limit == 16 * 4096
     assert caught.value.size > caught.value.limit
     assert str(caught.value.size) in str(caught.value)
+    # Chunking is on: the advice is not to turn it on.
+    assert caught.value.chunked
+    assert "enable chunking" not in str(caught.value)
+    assert "browser limit" not in str(caught.value)
 
 
 def test_a_missing_chunk_gives_an_empty_session(chunked_client: TestClient) -> None:
