@@ -387,7 +387,14 @@ class Session(dict[str, Any]):
             if type(data) is not dict:
                 self._event("rejected", reason="malformed payload")
                 return
-        if not expires:  # written before expiry was always sealed: cap it anyway
+        if expiry is None:
+            # max_age as configured now, not only as sealed: lowering it ends
+            # the cookies already issued, as Starlette's middleware does.
+            age = backend.max_age
+            limit = issued + (DEFAULT_SERVER_AGE if age is None else age)
+            if not expires or limit < expires:
+                expires = limit
+        elif not expires:  # written before expiry was always sealed: cap it anyway
             expires = issued + DEFAULT_SERVER_AGE
         idle, absolute = backend.idle_timeout, backend.absolute_timeout
         if (
@@ -414,6 +421,11 @@ class Session(dict[str, Any]):
         # Server records: idle expiry is the store's TTL, refreshed by touch().
         if record.expires is not None and now >= record.expires:
             return True
+        if record.expiry is None and record.issued is not None:
+            # max_age as configured now: lowering it ends the records already written.
+            age = self._backend.max_age
+            if now - record.issued >= (DEFAULT_SERVER_AGE if age is None else age):
+                return True
         timeout = self._backend.absolute_timeout
         return timeout is not None and now - record.created >= timeout
 

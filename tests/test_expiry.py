@@ -387,6 +387,35 @@ def _created_of(client: TestClient, backend: Backend, value: str) -> int:
     return decode_frames(JSON, blob).created
 
 
+def test_lowering_max_age_ends_sessions_saved_under_the_old_one(
+    make_client: ClientFactory, backend: Backend
+) -> None:
+    # Saved 120 s ago under max_age=3600; the app now says max_age=60. The
+    # sealed expiry alone kept them for the rest of the hour (Starlette's
+    # middleware refuses them, counting from the save with today's max_age).
+    client = make_client(ROUTES, max_age=60)
+    now = int(time.time())
+    old = _forge(
+        client, backend, {"user": "a"}, created=now - 120, issued=now - 120, expires=now + 3480
+    )
+    assert _replay(client, old)["data"] == {}
+    recent = _forge(
+        client, backend, {"user": "b"}, created=now - 120, issued=now - 30, expires=now + 3570
+    )
+    assert _replay(client, recent)["data"] == {"user": "b"}
+
+
+def test_raising_max_age_keeps_the_sealed_expiry(
+    make_client: ClientFactory, backend: Backend
+) -> None:
+    client = make_client(ROUTES, max_age=7200)
+    now = int(time.time())
+    ended = _forge(
+        client, backend, {"user": "a"}, created=now - 120, issued=now - 120, expires=now - 1
+    )
+    assert _replay(client, ended)["data"] == {}
+
+
 def test_absolute_timeout_is_enforced(make_client: ClientFactory, backend: Backend) -> None:
     client = make_client(ROUTES, max_age=3600, absolute_timeout=60)
     now = int(time.time())
