@@ -12,7 +12,11 @@ so an idle timeout, which is nothing but the store's TTL, holds through the
 cache too. A delete (a logout) leaves a tombstone in the cache for
 ``cache_ttl`` seconds instead of an empty slot, so a request that read the
 record just before the delete cannot put it back: refills are create-only,
-and the tombstone reads as "no session".
+and the tombstone reads as "no session". Nor can a write that reached the
+database just before the delete: after an update, append or compare-and-set,
+the cached copy is changed only by a compare-and-set on the cache (to the new
+bytes, or to a stale mark that the next read refills), which a tombstone laid
+meanwhile makes miss.
 
 What a cache can still get wrong is bounded, not excluded: entries live at
 most ``cache_ttl`` seconds, so a value the cache kept while it could not be
@@ -42,6 +46,11 @@ _TOMBSTONE = b"\xff\xff\xff\xffasgi_sessions:deleted"
 frames: these first four bytes announce a 4 GiB frame, so no record of ours
 is equal to it."""
 
+_STALE = b"\xff\xff\xff\xffasgi_sessions:stale"
+"""What the cache holds for a record changed in the database since it was
+cached: a miss, which the next read refills. Unlike an empty slot it can be
+set by compare-and-set, so it never replaces a tombstone laid meanwhile."""
+
 
 class WriteThroughStore(SessionStore):
     """``cache`` (e.g. a RedisStore or MemoryStore) in front of ``db`` (e.g. an SQLStore)."""
@@ -65,14 +74,36 @@ class WriteThroughStore(SessionStore):
         return min(ttl, self.cache_ttl)
 
     async def _put(self, key: StoreKey, data: bytes, ttl: int) -> None:
+        """Cache a record the database has just created: it replaces anything cached."""
+
         async def put() -> None:
             if not await self.cache.update(key, data, self._ttl(ttl)):
                 await self.cache.create(key, data, self._ttl(ttl))
 
         await self._cached(put, None)
 
-    async def _forget(self, key: StoreKey) -> None:
-        await self._cached(lambda: self.cache.delete(key), None)
+    async def _refresh(self, key: StoreKey, data: bytes | None, ttl: int) -> None:
+        """After a write to an existing record: cache ``data``, or mark the copy stale.
+
+        Never over a tombstone. The record existed when the database took
+        this write, so a tombstone now is a delete (a logout) that landed
+        after it, and must go on reading as "no session". Hence a
+        compare-and-set on the cached bytes, not a plain overwrite or delete:
+        a tombstone laid between the read and the set makes the set miss.
+        """
+
+        async def refresh() -> None:
+            current = await self.cache.read(key)
+            if current == _TOMBSTONE:
+                return
+            if current is None:
+                if data is not None:
+                    await self.cache.create(key, data, self._ttl(ttl))
+                return
+            replacement = _STALE if data is None else data
+            await self.cache.replace(key, current, replacement, self._ttl(ttl))
+
+        await self._cached(refresh, None)
 
     async def _bury(self, key: StoreKey) -> None:
         """Replace the cached copy of a deleted record by a tombstone."""
@@ -95,15 +126,19 @@ class WriteThroughStore(SessionStore):
         data, left = found
         ttl = self.cache_ttl if left is None else min(left, self.cache_ttl)
         if ttl >= 1:
-            # Create-only: never overwrite what a concurrent writer just cached,
-            # nor the tombstone of a concurrent delete.
-            await self._cached(lambda: self.cache.create(key, data, ttl), False)
+            # Create-only, or over a stale mark: never over what a concurrent
+            # writer just cached, nor over the tombstone of a concurrent delete.
+            async def refill() -> None:
+                if not await self.cache.create(key, data, ttl):
+                    await self.cache.replace(key, _STALE, data, ttl)
+
+            await self._cached(refill, None)
         return found
 
     async def read(self, key: StoreKey) -> bytes | None:
         """The cache's copy, else the database's (which then refills the cache)."""
         data = await self._cached(lambda: self.cache.read(key), None)
-        if data is not None:
+        if data is not None and data != _STALE:
             return None if data == _TOMBSTONE else data
         found = await self._refill(key)
         return None if found is None else found[0]
@@ -111,7 +146,7 @@ class WriteThroughStore(SessionStore):
     async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
         """:meth:`read` with the record's remaining life (the cache's copy lives no longer)."""
         found = await self._cached(lambda: self.cache.read_with_ttl(key), None)
-        if found is not None:
+        if found is not None and found[0] != _STALE:
             return None if found[0] == _TOMBSTONE else found
         return await self._refill(key)
 
@@ -123,31 +158,31 @@ class WriteThroughStore(SessionStore):
         return True
 
     async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
-        """Update the database, then the cache."""
+        """Update the database, then the cache (unless a delete buried it meanwhile)."""
         if not await self.db.update(key, data, ttl):
             await self._bury(key)
             return False
-        await self._put(key, data, ttl)
+        await self._refresh(key, data, ttl)
         return True
 
     async def append(self, key: StoreKey, data: bytes, ttl: int) -> bool:
-        """Append in the database (atomically there), then drop the cached copy."""
+        """Append in the database (atomically there), then mark the cached copy stale."""
         done = await self.db.append(key, data, ttl)
-        await self._forget(key)
+        await self._refresh(key, None, ttl)
         return done
 
     async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
-        """Compare-and-set in the database, then drop the cached copy."""
+        """Compare-and-set in the database, then mark the cached copy stale."""
         done = await self.db.replace(key, expected, data, ttl)
-        await self._forget(key)
+        await self._refresh(key, None, ttl)
         return done
 
     async def compact_and_append(
         self, key: StoreKey, expected: bytes, replacement: bytes, data: bytes, ttl: int
     ) -> bool:
-        """Both in the database, then drop the cached copy."""
+        """Both in the database, then mark the cached copy stale."""
         done = await self.db.compact_and_append(key, expected, replacement, data, ttl)
-        await self._forget(key)
+        await self._refresh(key, None, ttl)
         return done
 
     async def touch(self, key: StoreKey, ttl: int) -> None:

@@ -91,7 +91,7 @@ async def test_writes_reach_both(tmp_path: Path) -> None:
     assert (await cache.read(key), await db.read(key)) == (b"v2", b"v2")
     await store.append(key, b"+", 60)
     assert await db.read(key) == b"v2+"
-    assert await store.read(key) == b"v2+"  # the cached copy was dropped, not left stale
+    assert await store.read(key) == b"v2+"  # the cached copy was marked stale, and refilled
     await store.delete(key)
     assert await db.read(key) is None
     assert await store.read(key) is None
@@ -160,6 +160,87 @@ async def test_a_read_racing_a_logout_cannot_put_the_session_back(tmp_path: Path
     assert await store.read(key) is None, "the logged-out session came back from the cache"
     assert await store.read_with_ttl(key) is None
     assert await store.db.read(key) is None
+
+
+class _SlowCache(MemoryStore):
+    """A cache whose next write (other than a tombstone) waits for ``gate``."""
+
+    gate: anyio.Event | None = None
+    reached: anyio.Event | None = None
+
+    async def _pause(self, data: bytes) -> None:
+        gate = self.gate
+        if gate is not None and b"asgi_sessions:deleted" not in data:
+            self.gate = None
+            assert self.reached is not None
+            self.reached.set()
+            await gate.wait()
+
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        await self._pause(data)
+        return await super().update(key, data, ttl)
+
+    async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
+        await self._pause(data)
+        return await super().replace(key, expected, data, ttl)
+
+    async def delete(self, key: StoreKey) -> None:
+        await self._pause(b"")
+        await super().delete(key)
+
+
+@pytest.mark.parametrize("write", ["update", "append", "replace", "compact_and_append"])
+async def test_a_write_racing_a_logout_cannot_put_the_session_back(
+    tmp_path: Path, write: str
+) -> None:
+    # The write reached the database before the logout, and its cache step
+    # lands after the logout's tombstone. Before, an update overwrote the
+    # tombstone with the logged-in record (served for cache_ttl), and the
+    # others deleted it, so a refill racing with them could do the same.
+    cache = _SlowCache()
+    store = WriteThroughStore(cache, FileStore(tmp_path / "db"))
+    key = new_key()
+    await store.create(key, b"v1", 60)
+    assert await store.read(key) == b"v1"  # cached
+    gate = cache.gate = anyio.Event()
+    reached = cache.reached = anyio.Event()
+    calls = {
+        "update": lambda: store.update(key, b"v2", 60),
+        "append": lambda: store.append(key, b"+", 60),
+        "replace": lambda: store.replace(key, b"v1", b"v2", 60),
+        "compact_and_append": lambda: store.compact_and_append(key, b"v1", b"v", b"+", 60),
+    }
+    results: list[bool] = []
+
+    async def in_flight() -> None:
+        results.append(await calls[write]())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(in_flight)
+        with anyio.fail_after(5):
+            await reached.wait()  # the database has the write; the cache not yet
+        await store.delete(key)  # the logout
+        gate.set()
+    assert results == [True]
+    # The tombstone stayed: a read that began before the logout cannot refill.
+    assert await cache.read(key) not in (None, b"v1", b"v2", b"v1+", b"v+")
+    assert await store.db.read(key) is None
+    assert await store.read(key) is None, "the logged-out session came back from the cache"
+    assert await store.read_with_ttl(key) is None
+
+
+async def test_a_stale_mark_is_refilled_by_the_next_read(tmp_path: Path) -> None:
+    cache = MemoryStore()
+    store = WriteThroughStore(cache, FileStore(tmp_path / "db"))
+    key = new_key()
+    await store.create(key, b"v1", 60)
+    assert await store.append(key, b"+", 60)
+    assert await cache.read(key) not in (None, b"v1")  # marked, not deleted
+    assert await store.read_with_ttl(key) is not None
+    assert await store.read(key) == b"v1+"
+    assert await cache.read(key) == b"v1+"  # refilled over the mark
+    assert await store.update(key, b"v2", 60)
+    assert await cache.read(key) == b"v2"
 
 
 async def test_a_new_record_replaces_a_tombstone(tmp_path: Path) -> None:
