@@ -127,8 +127,16 @@ class MemoryStore(SessionStore):
         """Add ``key`` to ``user``'s set, forgetting the set's links to gone records."""
         keys = self._users.setdefault(user, set())
         keys.add(key)
-        keys.intersection_update(self._entries)
-        if len(self._users) > self.max_entries:
+        entries = self._entries
+        # Test this user's links one by one: intersection_update(entries)
+        # walks every record in the store, on every login.
+        gone = [linked for linked in keys if linked not in entries]
+        if gone:
+            keys.difference_update(gone)
+        # Pruning walks every link, so it waits until the users are twice the
+        # records: after it no more users are left than records, so it runs
+        # at most once per max_entries logins, not on every login of a full store.
+        if len(self._users) > 2 * self.max_entries:
             self._prune_users()
 
     async def delete_user(self, user: UserKey) -> list[StoreKey]:
@@ -142,7 +150,9 @@ class MemoryStore(SessionStore):
         """Drop links to records that are gone, and users left with none."""
         entries = self._entries
         for user, keys in list(self._users.items()):
-            keys.intersection_update(entries)
+            gone = [key for key in keys if key not in entries]
+            if gone:
+                keys.difference_update(gone)
             if not keys:
                 del self._users[user]
 

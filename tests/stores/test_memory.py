@@ -84,6 +84,37 @@ async def test_the_bound_holds_under_a_flood() -> None:
     assert await store.read(keys[0]) is None
 
 
+class _CountingPrunes(MemoryStore):
+    prunes = 0
+    links_walked = 0
+
+    def _prune_users(self) -> None:
+        self.prunes += 1
+        self.links_walked += sum(len(keys) for keys in self._users.values())
+        super()._prune_users()
+
+
+async def test_logins_into_a_full_store_do_not_walk_the_whole_index() -> None:
+    # Each login into a full store of one-session users used to prune the
+    # whole user index (and intersect with every record): quadratic, seconds
+    # per login at 16,000 sessions. Pruning is now amortised: counted here in
+    # links walked, not timed.
+    store = _CountingPrunes(max_entries=200)
+    logins = 2000
+    for n in range(logins):
+        key = new_key()
+        assert await store.create(key, b"x", 60)
+        await store.link_user(f"{n:064x}", key)
+        assert len(store._users) <= 2 * store.max_entries
+    assert store.prunes <= logins // store.max_entries
+    assert store.links_walked <= 3 * logins
+    # The index still finds exactly the live sessions.
+    survivors = [user for user, keys in store._users.items() if keys]
+    for user in survivors[-5:]:
+        assert len(await store.delete_user(user)) == 1
+    assert await store.delete_user(f"{0:064x}") == []  # evicted long ago
+
+
 async def test_failed_writes_do_not_grow_or_reorder() -> None:
     store = MemoryStore(max_entries=2)
     a, b, c = new_key(), new_key(), new_key()
