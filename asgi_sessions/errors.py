@@ -7,6 +7,8 @@ on and never the session id, cookie value or secret that caused them.
 
 from __future__ import annotations
 
+from starlette.exceptions import HTTPException
+
 __all__ = [
     "ImproperlyConfigured",
     "SessionError",
@@ -93,13 +95,25 @@ class SessionTooLarge(SessionError, ValueError):
         super().__init__(message)
 
 
-class SessionInterrupted(SessionError):
+class SessionInterrupted(SessionError, HTTPException):
     """The session was deleted by a concurrent request while this one was running.
 
     Typically a logout in another tab. Saving would resurrect the session, so the
-    change is dropped instead; the middleware answers 400 Bad Request (Django's
-    rule) unless the application handles this exception itself.
+    change is dropped instead, and the request is answered 400 Bad Request
+    (Django's rule) unless the application handles this exception itself.
+
+    It is also Starlette's ``HTTPException(400)``, so when an early
+    ``await session.save()`` raises it inside a view, Starlette's (or
+    FastAPI's) exception handling answers the 400 like any other, instead of
+    a 500. At commit, after the view, the middleware answers it itself.
     """
+
+    def __init__(self, message: str) -> None:
+        SessionError.__init__(self, message)
+        HTTPException.__init__(self, 400, message)
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class UnsupportedOperation(SessionError, NotImplementedError):

@@ -301,7 +301,16 @@ class SessionMiddleware:
                 return  # the body of a response that was replaced by an error
             await send(message)
 
-        await self.app(scope, receive, send_wrapper)
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except SessionInterrupted as exc:
+            # An early ``await session.save()`` that found the session ended
+            # by a logout: the same 400 as at commit, unless the response
+            # already started (then the app's failure is the server's to see).
+            if status:
+                raise
+            await _error_response(send, exc)
+            return
 
         if session._modified and status and not replaced and status < 500:
             # A change made after the headers went out is still saved under

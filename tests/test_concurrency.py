@@ -81,6 +81,18 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         session["cart"] = ["resurrected?"]
         return PlainTextResponse("ok")
 
+    async def slow_save(request: Request) -> Response:
+        # An early save (before slow work) that finds the session logged out.
+        session = session_of(request)
+        assert session["owner"] == "alice"
+        state["loaded"].set()
+        with anyio.fail_after(10):
+            await state["logged_out"].wait()
+        session["progress"] = 1
+        await session.save()
+        session["progress"] = 2
+        return PlainTextResponse("ok")
+
     async def forget_owner(request: Request) -> Response:
         # Deletes the only key: the session is emptied key by key, not logged out.
         session = request.session
@@ -150,6 +162,7 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/seed", seed),
             Route("/set/{n}", set_own_key),
             Route("/slow", slow_write),
+            Route("/slow-save", slow_save),
             Route("/forget", forget_owner),
             Route("/forget-missing", forget_missing),
             Route("/login", slow_login),
@@ -258,6 +271,32 @@ async def test_logout_in_flight_is_never_undone(store_name: str, tmp_path: Path)
         assert results == {"logout": 200, "slow": 400}
         _, _, body = await call(app, "/view", cookie)
         assert body == b"{}"  # still logged out: nothing resurrected
+
+
+async def test_an_early_save_overtaken_by_a_logout_is_a_400(
+    store_name: str, tmp_path: Path
+) -> None:
+    # save() raises SessionInterrupted inside the view. Before, nothing
+    # answered it there: a 500. It is an HTTPException(400) now, which
+    # Starlette's exception handling answers.
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {"loaded": anyio.Event(), "logged_out": anyio.Event()}
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        results: dict[str, int] = {}
+
+        async def slow() -> None:
+            results["slow"], _, _ = await call(app, "/slow-save", cookie)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(slow)
+            with anyio.fail_after(10):
+                await state["loaded"].wait()
+            results["logout"], _, _ = await call(app, "/logout", cookie)
+            state["logged_out"].set()
+        assert results == {"logout": 200, "slow": 400}
+        _, _, body = await call(app, "/view", cookie)
+        assert body == b"{}"  # still logged out
 
 
 @pytest.mark.parametrize("order", ["others_first", "others_last"])

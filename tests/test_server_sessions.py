@@ -980,6 +980,31 @@ async def test_a_late_change_that_cannot_be_saved_is_logged_not_raised(
 
 
 @pytest.mark.anyio
+async def test_an_early_save_overtaken_by_a_logout_is_a_400_in_a_pure_asgi_app() -> None:
+    store = _memory()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        session = session_of(scope)
+        await session.load()
+        if scope["path"] == "/seed":
+            session["user"] = "alice"
+        else:
+            # A logout lands between this request's load and its early save.
+            await store.inner.delete(store_key(session.session_key or ""))
+            session["progress"] = 1
+            await session.save()  # raises SessionInterrupted: answered 400
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    wrapped = SessionMiddleware(app, store=store)
+    session_id = await _seed(wrapped)
+    reply = await raw_request(wrapped, "/work", cookie=session_id)
+    assert reply.status == 400
+    assert reply.set_cookies == []
+    assert await store.inner.read(store_key(session_id)) is None  # nothing resurrected
+
+
+@pytest.mark.anyio
 async def test_change_after_headers_raises_for_cookie_sessions() -> None:
     app, errors = _late_app(None, secret_key=SECRET)
     value = cookie_value((await raw_request(app, "/seed")).set_cookies)
