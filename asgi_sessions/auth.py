@@ -61,7 +61,8 @@ async def login(session: Session | dict[str, Any], user_id: str | int, **extra: 
     session._check_new_id()
     await session.load()
     current = session.get(USER_KEY)
-    if current is not None and current != user_id:
+    # As text, as the user index compares them: 7 and "7" are one user.
+    if current is not None and str(current) != str(user_id):
         session.flush()
     else:
         session.cycle_key()
@@ -117,24 +118,32 @@ async def logout_everywhere(
     user = session.get(USER_KEY)
     current = session.session_key
     ended = 0
+    this_deleted = False
     if user is not None:
         deleted = await store.delete_user(user_key(user))
         this = None if current is None else store_key(current)
         ended = sum(1 for key in deleted if key != this)
+        this_deleted = this in deleted
     if keep_current and user is not None:
-        session.cycle_key()  # its record is gone: the commit stores it anew, linked
-        session._gone = True  # deleted here on purpose: not a logout to give way to
+        session.cycle_key()  # the commit stores it anew, linked to the user
+        if this_deleted:
+            session._gone = True  # deleted here on purpose: not a logout to give way to
+        # Otherwise this session was never linked (the user id was set without
+        # a new id): its old record is still there, logged in, and the cycle
+        # must end it like any other, or a copy of the old cookie stays in.
     else:
         session.flush()
     return ended
 
 
-async def revoke_user(store: SessionStore, user_id: str | int) -> int:
+async def revoke_user(store: SessionStore | None, user_id: str | int) -> int:
     """End every session of ``user_id`` from outside a request (an admin action).
 
     Returns how many live sessions were deleted. ``store`` is a store with a
     user index over the same backend the middleware uses (for a URL,
-    :func:`~asgi_sessions.stores.store_from_url` builds one).
+    :func:`~asgi_sessions.stores.store_from_url` builds one); inside a request,
+    ``session_of(request).store`` will do. ``None`` (a cookie session's store)
+    raises :class:`~asgi_sessions.errors.UnsupportedOperation`.
     """
     return len(await _indexed(store).delete_user(user_key(user_id)))
 

@@ -14,6 +14,7 @@ object and one closure.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import warnings
 from collections.abc import Awaitable, Sequence
@@ -171,6 +172,15 @@ class SessionMiddleware:
             )
         if max_age is not None and (isinstance(max_age, bool) or not isinstance(max_age, int)):
             raise ImproperlyConfigured("max_age must be an int number of seconds or None")
+        if on_event is not None and (
+            inspect.iscoroutinefunction(on_event)
+            or inspect.iscoroutinefunction(type(on_event).__call__)
+        ):
+            # It is called synchronously, mid-request: a coroutine would never run.
+            raise ImproperlyConfigured(
+                "on_event must be a plain function, not async: it is called synchronously "
+                "on the request's task; hand async work to a queue or a task yourself"
+            )
         self.store = store
         # A store built here from a URL is ours to close, at lifespan shutdown.
         self._owned_store = server_store if owned else None

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 
 from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.crypto import store_key
+from asgi_sessions.errors import ImproperlyConfigured
 from asgi_sessions.events import SessionEvent, id_hash
 from asgi_sessions.stores import MemoryStore
 from tests.apps import SECRET
@@ -241,3 +242,20 @@ def test_events_cost_nothing_when_nobody_listens(
     with TestClient(app) as client:
         assert client.get("/set", params={"a": "1"}).status_code == 200
     assert _event_records(logs.records) == []
+
+
+async def _async_hook(event: SessionEvent) -> None:  # pragma: no cover - never called
+    pass
+
+
+class _AsyncCallable:
+    async def __call__(self, event: SessionEvent) -> None:  # pragma: no cover - never called
+        pass
+
+
+@pytest.mark.parametrize("hook", [_async_hook, _AsyncCallable()])
+def test_an_async_hook_is_refused_at_construction(hook: Any) -> None:
+    # It is called synchronously: the coroutine would never be awaited, and
+    # the metrics would silently stay at zero.
+    with pytest.raises(ImproperlyConfigured, match="not async"):
+        SessionMiddleware(Starlette(), secret_key=SECRET, on_event=hook)

@@ -67,6 +67,15 @@ def make_app(**options: Any) -> Starlette:
         await session_of(request).acycle_key()
         return JSONResponse({})
 
+    async def claim(request: Request) -> Response:
+        # The user id set without login(): no new id, so nothing links it.
+        request.session["_auth_user_id"] = request.path_params["user"]
+        return JSONResponse({})
+
+    async def note(request: Request) -> Response:
+        request.session["note"] = "anonymous"
+        return JSONResponse({})
+
     async def me(request: Request) -> Response:
         return JSONResponse({"user": await user_of(request.session)})
 
@@ -75,6 +84,8 @@ def make_app(**options: Any) -> Starlette:
             Route("/login/{user}", do_login),
             Route("/everywhere", everywhere),
             Route("/cycle", cycle),
+            Route("/claim/{user}", claim),
+            Route("/note", note),
             Route("/me", me),
         ],
         middleware=[Middleware(SessionMiddleware, **options)],
@@ -131,6 +142,49 @@ async def test_keep_current_signs_out_the_other_devices(name: str, tmp_path: Pat
         assert await _who(here) is None
         await here.aclose()
         await there.aclose()
+
+
+@pytest.mark.parametrize("name", INDEXED)
+async def test_keep_current_ends_the_old_id_of_a_session_the_index_missed(
+    name: str, tmp_path: Path
+) -> None:
+    # A session whose user id was set without a new id is not in the index:
+    # delete_user misses it. Before, keep_current then skipped ending its old
+    # record too, so a copy of the old cookie stayed logged in.
+    async with indexed_store(name, tmp_path) as store:
+        app = make_app(store=store)
+        here = _device(app)
+        await here.get("/note")  # an anonymous session first: created unlinked
+        await here.get("/claim/dave")
+        old = here.cookies["session"]
+        assert (await here.get("/everywhere?keep=1")).json() == {"ended": 0}
+        assert here.cookies["session"] != old
+        assert await _who(here) == "dave"
+        copy = _device(app)
+        copy.cookies.set("session", old)
+        assert await _who(copy) is None, "the old id is still logged in"
+        await here.aclose()
+        await copy.aclose()
+
+
+async def test_login_treats_a_user_id_and_its_text_as_one_user() -> None:
+    # The index already did ("7" and 7 are one user); login() flushed the
+    # session (cart and all) as if another user were logging in.
+    app = make_app(store=MemoryStore())
+    device = _device(app)
+    await device.get("/claim/7")  # path params are text: "7"
+
+    async def relogin(request: Request) -> Response:
+        session = session_of(request)
+        session["kept"] = True
+        await login(session, 7)
+        return JSONResponse(dict(session))
+
+    app.router.add_route("/relogin", relogin)
+    data = (await device.get("/relogin")).json()
+    assert data["kept"] is True
+    assert data["_auth_user_id"] == 7
+    await device.aclose()
 
 
 @pytest.mark.parametrize("name", INDEXED)
