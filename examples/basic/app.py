@@ -124,7 +124,10 @@ async def visits(request: Request) -> JSONResponse:
     tracked: reassign the key or call ``session.mark_modified()``.)
     """
     session = request.session
-    session["visits"] = session.get("visits", 0) + 1
+    # Never trust the type of a session value: ``PUT /items/visits`` can store
+    # any string here. Anything but a number restarts the count.
+    count = session.get("visits")
+    session["visits"] = count + 1 if isinstance(count, int) else 1
     return JSONResponse({"visits": session["visits"]})
 
 
@@ -149,7 +152,11 @@ app = Starlette(
     ],
     middleware=[
         # Starlette's own SessionMiddleware takes the same arguments; this one
-        # encrypts the cookie instead of only signing it.
+        # encrypts the cookie instead of only signing it. In production, behind
+        # HTTPS, add https_only=True: the cookie is then marked Secure and never
+        # sent over plain http://, where anyone on the network could read and
+        # replay it. Off here only because the example is served on plain
+        # http://127.0.0.1:8000.
         Middleware(SessionMiddleware, secret_key=SECRET_KEY, max_age=14 * 24 * 60 * 60),
     ],
 )

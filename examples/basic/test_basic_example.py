@@ -82,3 +82,12 @@ def test_a_tampered_cookie_is_a_fresh_session_not_an_error() -> None:
         client.cookies.clear()
         client.cookies["session"] = cookie[:-4] + ("AAAA" if cookie[-4:] != "AAAA" else "BBBB")
         assert client.get("/color").json() == {"fav_color": None}
+
+
+def test_the_visit_counter_survives_a_non_number_under_its_key() -> None:
+    with TestClient(app) as client:
+        assert client.put("/items/visits", data={"value": "lots"}).status_code == 201
+        response = client.get("/visits")
+        assert response.status_code == 200
+        assert response.json() == {"visits": 1}  # a non-number restarts the count
+        assert client.get("/visits").json() == {"visits": 2}

@@ -11,6 +11,10 @@ no database, no Redis. Pages:
 - ``/login``       a login that cycles the session (against session fixation)
 - ``/logout``      flush: the session and its cookie are gone
 
+``/set``, ``/delete``, ``/login`` and ``/logout`` refuse requests sent by
+another site (403, see ``same_origin``): SameSite=Lax alone does not stop
+a forged login.
+
 Set ``DEMO_SECRET_KEY`` to keep sessions across restarts; otherwise a random
 key is generated at start-up (and every cookie from a previous run is
 simply refused: you get a fresh, empty session, never an error).
@@ -22,9 +26,10 @@ import html
 import json
 import os
 import secrets
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -59,6 +64,25 @@ async def read_form(request: Request) -> dict[str, str]:
     return dict(parse_qsl(body))
 
 
+def same_origin(request: Request) -> None:
+    """Refuse (403) a request from another site: first line of the views that change state.
+
+    SameSite=Lax keeps our cookie off a cross-site POST, but that does not stop
+    *login* CSRF: another site can post its own name to ``/login`` (or a value
+    to ``/set``), and the browser keeps the cookie we answer with. Browsers say
+    where a request comes from (``Origin``, ``Sec-Fetch-Site``): a modern
+    browser posting from another site sends at least one of them. A request
+    with neither (curl, a script) is not a victim's browser, so it is let
+    through. Behind a proxy that rewrites ``Host``, compare ``Origin`` with
+    your public origin instead.
+    """
+    origin = request.headers.get("origin")
+    if request.headers.get("sec-fetch-site") == "cross-site" or (
+        origin is not None and urlsplit(origin).netloc != request.headers.get("host")
+    ):
+        raise HTTPException(403, "Cross-site requests are refused.")
+
+
 async def home(request: Request) -> Response:
     session = request.session
     user = session.get("user")
@@ -88,6 +112,7 @@ cannot read it either.</p>"""
 
 
 async def set_value(request: Request) -> Response:
+    same_origin(request)
     form = await read_form(request)
     key = form.get("key", "").strip()
     if key:
@@ -96,6 +121,7 @@ async def set_value(request: Request) -> Response:
 
 
 async def delete_value(request: Request) -> Response:
+    same_origin(request)
     form = await read_form(request)
     request.session.pop(form.get("key", "").strip(), None)
     return RedirectResponse("/", status_code=303)
@@ -103,12 +129,15 @@ async def delete_value(request: Request) -> Response:
 
 async def visits(request: Request) -> Response:
     session = request.session
-    first = "visits" not in session
-    session["visits"] = session.get("visits", 0) + 1
+    # Never trust the type of a session value: the /set form can store any
+    # string under any key, "visits" included. Anything but a number restarts.
+    count = session.get("visits")
+    count = count + 1 if isinstance(count, int) else 1
+    session["visits"] = count
     text = (
         "<p>First visit: the session was just created.</p>"
-        if first
-        else f"<p>You have been here {session['visits']} times.</p>"
+        if count == 1
+        else f"<p>You have been here {count} times.</p>"
     )
     return page("Visits", text + '<p><a href="/visits">Again</a></p>')
 
@@ -130,6 +159,7 @@ async def test_cookie(request: Request) -> Response:
 
 async def login(request: Request) -> Response:
     if request.method == "POST":
+        same_origin(request)
         form = await read_form(request)
         name = form.get("username", "").strip()
         if not name:
@@ -145,6 +175,7 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
+    same_origin(request)  # GET too (the nav link): a link on another site must not log you out
     session_of(request).flush()
     return RedirectResponse("/", status_code=303)
 
@@ -159,5 +190,11 @@ app = Starlette(
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["GET", "POST"]),
     ],
-    middleware=[Middleware(SessionMiddleware, secret_key=SECRET_KEY, max_age=60 * 60 * 24)],
+    middleware=[
+        # In production, behind HTTPS, add https_only=True: the cookie is then
+        # marked Secure and never sent over plain http://, where anyone on the
+        # network could read and replay it. Off here only because `make demo`
+        # serves http://127.0.0.1:8000.
+        Middleware(SessionMiddleware, secret_key=SECRET_KEY, max_age=60 * 60 * 24),
+    ],
 )

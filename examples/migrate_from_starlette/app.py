@@ -111,6 +111,11 @@ def create_app(*, accept_starlette_cookies: bool = ACCEPT_STARLETTE_COOKIES) -> 
     return Starlette(
         routes=ROUTES,
         middleware=[
+            # In production, behind HTTPS, add https_only=True (keep it if the
+            # old middleware had it): the cookie is then marked Secure and never
+            # sent over plain http://, where anyone on the network could read
+            # and replay it. Off here only because the example is served on
+            # plain http://127.0.0.1:8000.
             Middleware(SessionMiddleware, secret_key=SECRET_KEY, max_age=MAX_AGE, store=store)
         ],
     )

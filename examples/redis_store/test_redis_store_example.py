@@ -197,3 +197,34 @@ async def _clear_expired(prefix: str) -> int:
         return await store.clear_expired()
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}, {"origin": "null"}],
+    ids=["origin", "sec-fetch-site", "null-origin"],
+)
+def test_cross_site_logins_and_logouts_are_refused(prefix: str, headers: dict[str, str]) -> None:
+    with TestClient(create_app(RedisStore(REDIS_URL, prefix=prefix))) as client:
+        # Login CSRF: another site posts its own username; no session comes back.
+        response = client.post("/login", data={"username": "mallory"}, headers=headers)
+        assert response.status_code == 403
+        assert "set-cookie" not in response.headers
+        assert "session" not in client.cookies
+        assert session_keys(prefix) == []
+
+        client.post("/login", data={"username": "alice"})
+        response = client.post("/logout", headers=headers)
+        assert response.status_code == 403
+        assert "set-cookie" not in response.headers
+        assert client.get("/me").json() == {"user": "alice"}
+
+
+def test_same_origin_logins_are_accepted(prefix: str) -> None:
+    browser = {"origin": "http://testserver", "sec-fetch-site": "same-origin"}
+    with TestClient(create_app(RedisStore(REDIS_URL, prefix=prefix))) as client:
+        response = client.post("/login", data={"username": "alice"}, headers=browser)
+        assert response.json() == {"user": "alice"}
+        assert client.get("/me").json() == {"user": "alice"}
+        assert client.post("/logout", headers=browser).json() == {"user": None}
+        assert session_keys(prefix) == []

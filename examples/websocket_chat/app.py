@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -117,7 +117,36 @@ async def page(request: Request) -> Response:
     return HTMLResponse(CHAT_PAGE.format(name=html.escape(name), max_message=MAX_MESSAGE))
 
 
+def same_origin(conn: HTTPConnection) -> bool:
+    """Did this request (a form post, or a socket's handshake) come from our own page?
+
+    Browsers say where a request comes from (``Origin``, ``Sec-Fetch-Site``).
+    Two attacks need this check:
+
+    - Login CSRF: SameSite=Lax keeps our cookie off a cross-site POST, but
+      another site can still post *its* name to ``/login``, and the browser
+      keeps the cookie we answer with: the victim then chats as the attacker.
+    - Cross-site WebSocket hijacking: browsers send cookies with WebSocket
+      handshakes but do not apply CORS to them, so any site could open a
+      socket *as* a visitor who is logged in here.
+
+    A request with neither header (curl, a script, the ``websockets`` client)
+    is not a browser sent by another site, so it is let through; such a
+    client has to hold the cookie itself. Behind a proxy that rewrites
+    ``Host``, compare ``Origin`` with your public origin instead.
+    """
+    origin = conn.headers.get("origin")
+    if conn.headers.get("sec-fetch-site") == "cross-site":
+        return False
+    return origin is None or urlsplit(origin).netloc == conn.headers.get("host")
+
+
+CROSS_SITE = "Cross-site form posts are refused."
+
+
 async def login_view(request: Request) -> Response:
+    if not same_origin(request):
+        return HTMLResponse(CROSS_SITE, status_code=403)
     body = (await request.body())[:1000].decode("utf-8", "replace")
     name = dict(parse_qsl(body)).get("username", "").strip()
     if not name or len(name) > MAX_NAME:
@@ -128,23 +157,13 @@ async def login_view(request: Request) -> Response:
 
 
 async def logout_view(request: Request) -> Response:
+    if not same_origin(request):
+        return HTMLResponse(CROSS_SITE, status_code=403)
     await logout(request.session)  # the cookie is deleted with this response
     return RedirectResponse("/", status_code=303)
 
 
 # -- WebSocket: the chat ------------------------------------------------------------
-
-
-def same_origin(websocket: WebSocket) -> bool:
-    """Was this socket opened by our own page?
-
-    Browsers send cookies with WebSocket handshakes but do not apply CORS to
-    them, so without this check any site could open a socket *as* a visitor
-    who is logged in here (cross-site WebSocket hijacking). Clients that are
-    not browsers send no Origin; they have to hold the cookie themselves.
-    """
-    origin = websocket.headers.get("origin")
-    return origin is None or urlsplit(origin).netloc == websocket.headers.get("host")
 
 
 async def chat(websocket: WebSocket) -> None:
@@ -194,6 +213,10 @@ def create_app(store_url: str | None = None) -> Starlette:
             Route("/logout", logout_view, methods=["POST"]),
             WebSocketRoute("/ws", chat),
         ],
+        # In production, behind HTTPS, add https_only=True: the cookie is then
+        # marked Secure and never sent over plain http:// (or ws://), where anyone
+        # on the network could read and replay it. Off here only because the
+        # example is served on plain http://127.0.0.1:8000.
         middleware=[Middleware(SessionMiddleware, secret_key=SECRET_KEY, store=store)],
         lifespan=lifespan,
     )

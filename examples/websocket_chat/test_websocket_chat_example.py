@@ -87,6 +87,40 @@ def test_logout_ends_the_chat_identity() -> None:
         assert info.value.code == 1008
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"origin": "https://evil.example"}, {"sec-fetch-site": "cross-site"}, {"origin": "null"}],
+    ids=["origin", "sec-fetch-site", "null-origin"],
+)
+def test_cross_site_logins_and_logouts_are_refused(headers: dict[str, str]) -> None:
+    with TestClient(create_app()) as client:
+        # Login CSRF: another site posts its own name; no session cookie comes back.
+        response = client.post("/login", data={"username": "mallory"}, headers=headers)
+        assert response.status_code == 403
+        assert "set-cookie" not in response.headers
+        assert "session" not in client.cookies
+
+        client.post("/login", data={"username": "alice"})
+        response = client.post("/logout", headers=headers)
+        assert response.status_code == 403
+        assert "set-cookie" not in response.headers
+        assert "Signed in as <b>alice</b>" in client.get("/").text
+
+
+def test_same_origin_logins_are_accepted() -> None:
+    browser = {"origin": "http://testserver", "sec-fetch-site": "same-origin"}
+    with TestClient(create_app()) as client:
+        response = client.post(
+            "/login", data={"username": "alice"}, headers=browser, follow_redirects=False
+        )
+        assert response.status_code == 303
+        assert "session" in client.cookies
+        assert "Signed in as <b>alice</b>" in client.get("/").text
+        with client.websocket_connect("/ws", headers=browser) as ws:
+            assert ws.receive_text() == "* alice joined"
+        assert client.post("/logout", headers=browser, follow_redirects=False).status_code == 303
+
+
 def test_a_name_is_required() -> None:
     with TestClient(create_app()) as client:
         assert client.post("/login", data={"username": "  "}).status_code == 400
