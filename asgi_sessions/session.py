@@ -488,7 +488,10 @@ class Session(dict[str, Any]):
     def mark_modified(self) -> None:
         """Record that the session changed in a way it cannot see (a nested value).
 
-        Every key is then saved.
+        Every key whose value now differs from the record as loaded is then
+        saved (on a server store; a cookie is always rewritten whole), so a
+        key that a parallel request changed meanwhile, and this one did not,
+        keeps that change.
         """
         self._check_open()
         self.accessed = True
@@ -1327,14 +1330,45 @@ class Session(dict[str, Any]):
         """The keys this request changed: set, replaced or deleted."""
         keys: Iterable[str] = self._changes or ()
         if self._all_dirty:
-            # Every present key, and every key that is gone: the ones this
-            # request deleted and those the loaded record had.
-            gone = set(keys)
-            if self._loaded is not None:
+            # mark_modified(): something changed in place, nobody said where.
+            # Compare each key with the record as loaded, decoded afresh (the
+            # loaded copy shares its nested values with this dict): writing
+            # the keys that did not change would undo what parallel requests
+            # wrote to them meanwhile.
+            explicit = set(keys)
+            pristine = self._pristine()
+            before = pristine.data if pristine is not None else None
+            present: list[str] = [
+                name
+                for name in dict.keys(self)
+                if before is None
+                or name in explicit
+                or name not in before
+                or before[name] != dict.__getitem__(self, name)
+            ]
+            gone = explicit
+            if before is not None:
+                gone.update(before)
+            elif self._loaded is not None:
                 gone.update(self._loaded.data)
-            present: list[str] = [*dict.keys(self)]
-            keys = [*present, *sorted(gone.difference(present))]
+            gone.difference_update(dict.keys(self))
+            keys = [*present, *sorted(gone)]
         return keys
+
+    def _pristine(self) -> Record | None:
+        """The record as this request loaded it, decoded afresh; ``None`` if unknown.
+
+        Fresh, because the loaded record shares its nested values with this
+        dict, and an in-place change (``session["cart"].append(x)``) shows in
+        both.
+        """
+        blob = self._blob
+        if blob is None or self._loaded is None:
+            return None
+        try:
+            return decode_frames(self._backend.serializer, blob)
+        except (ValueError, TypeError):
+            return None
 
     def _compacted(self, loaded: Record) -> bytes:
         """The frames this request loaded, rewritten as one snapshot frame.
@@ -1342,7 +1376,9 @@ class Session(dict[str, Any]):
         The store swaps that prefix only if the record still starts with it,
         keeping whatever other requests appended since, so concurrent writers
         never lose a change and a record under constant concurrent writes
-        still stays short.
+        still stays short. ``loaded`` must be a fresh decode (:meth:`_pristine`):
+        the snapshot stands for the stored frames, not for in-place changes
+        this request made to nested values and did not mark.
         """
         return frame_bytes(
             self._backend.serializer,
@@ -1389,7 +1425,9 @@ class Session(dict[str, Any]):
         blob = self._blob
         compacted = None
         if self._frames >= COMPACT_AFTER_FRAMES and blob is not None and self._loaded is not None:
-            compacted = self._compacted(self._loaded)
+            pristine = self._pristine()
+            if pristine is not None:
+                compacted = self._compacted(pristine)
         if compacted is not None:
             assert blob is not None
             done = await store.compact_and_append(skey, blob, compacted, patch, ttl)

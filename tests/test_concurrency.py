@@ -93,6 +93,22 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         session["progress"] = 2
         return PlainTextResponse("ok")
 
+    async def slow_nested(request: Request) -> Response:
+        # A change in place to a nested value, then mark_modified().
+        session = request.session
+        assert session["owner"] == "alice"
+        state["nested_loaded"].set()
+        with anyio.fail_after(10):
+            await state["nested_go"].wait()
+        session["cart"].append("apple")
+        session.mark_modified()
+        return PlainTextResponse("ok")
+
+    async def seed_cart(request: Request) -> Response:
+        request.session["cart"] = []
+        request.session["k0"] = -1
+        return PlainTextResponse("ok")
+
     async def forget_owner(request: Request) -> Response:
         # Deletes the only key: the session is emptied key by key, not logged out.
         session = request.session
@@ -163,6 +179,8 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
             Route("/set/{n}", set_own_key),
             Route("/slow", slow_write),
             Route("/slow-save", slow_save),
+            Route("/slow-nested", slow_nested),
+            Route("/seed-cart", seed_cart),
             Route("/forget", forget_owner),
             Route("/forget-missing", forget_missing),
             Route("/login", slow_login),
@@ -297,6 +315,36 @@ async def test_an_early_save_overtaken_by_a_logout_is_a_400(
         assert results == {"logout": 200, "slow": 400}
         _, _, body = await call(app, "/view", cookie)
         assert body == b"{}"  # still logged out
+
+
+async def test_mark_modified_keeps_a_parallel_requests_other_keys(
+    store_name: str, tmp_path: Path
+) -> None:
+    # mark_modified() used to rewrite every key with the values this request
+    # had loaded, undoing what a parallel request set meanwhile.
+    async with store_factory(store_name, tmp_path) as store:
+        state: dict[str, Any] = {
+            "nested_loaded": anyio.Event(),
+            "nested_go": anyio.Event(),
+            "barrier": Barrier(1),
+        }
+        app = make_app(store, state)
+        cookie = await seeded(app)
+        assert (await call(app, "/seed-cart", cookie))[0] == 200
+        statuses: dict[str, int] = {}
+
+        async def nested() -> None:
+            statuses["nested"], _, _ = await call(app, "/slow-nested", cookie)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(nested)
+            with anyio.fail_after(10):
+                await state["nested_loaded"].wait()
+            statuses["set"], _, _ = await call(app, "/set/0", cookie)
+            state["nested_go"].set()
+        assert statuses == {"nested": 200, "set": 200}
+        _, _, body = await call(app, "/view", cookie)
+        assert json.loads(body) == {"owner": "alice", "cart": ["apple"], "k0": 0}
 
 
 @pytest.mark.parametrize("order", ["others_first", "others_last"])

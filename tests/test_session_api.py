@@ -638,6 +638,39 @@ def test_nested_change_is_saved_only_when_marked(make_client: ClientFactory) -> 
     assert client.get("/dump").json()["data"] == {"cart": [1, 2]}
 
 
+@pytest.mark.parametrize("backend", ["memory"], indirect=True)  # a cookie is rewritten whole
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_an_unmarked_nested_change_is_not_saved_whatever_the_record_history(
+    make_client: ClientFactory, frames: int
+) -> None:
+    # A tracked change of another key in the same request used to save the
+    # untracked nested one too once the record had two frames or more (the
+    # compacted snapshot was taken from the loaded dicts, which share nested
+    # values with the session).
+    async def start(request: Request) -> dict[str, Any]:
+        request.session["cart"] = [1]
+        return {}
+
+    async def pad(request: Request) -> dict[str, Any]:
+        request.session["pad"] = request.session.get("pad", 0) + 1
+        return {}
+
+    async def mutate(request: Request) -> dict[str, Any]:
+        session = session_of(request)
+        session["cart"].append(2)  # not tracked, not marked
+        session["x"] = 1  # tracked
+        return {}
+
+    client = make_client({"/start": start, "/pad": pad, "/mutate": mutate, "/dump": _dump})
+    client.get("/start")
+    for _ in range(frames - 1):
+        client.get("/pad")
+    client.get("/mutate")
+    data = client.get("/dump").json()["data"]
+    assert data["cart"] == [1]
+    assert data["x"] == 1
+
+
 @pytest.mark.parametrize(
     "value",
     [
