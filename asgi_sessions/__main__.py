@@ -3,7 +3,8 @@
 - ``keygen`` prints a fresh 256-bit secret for ``secret_key``.
 - ``clear-expired --store URL`` removes expired sessions from a server store
   (for cron; with Redis it only prunes the user index of "log out everywhere") and
-  prints how many were removed.
+  prints how many were removed. A failure is one line on stderr and exit status
+  2 (bad URL), 3 (store unreachable) or 4 (the store refused, e.g. credentials).
 - ``inspect COOKIE --secret S`` decrypts a session cookie (a value, or a whole
   ``Cookie`` header for a session chunked over several cookies) and prints its data
   with its creation, issue and expiry times: for debugging, with your own
@@ -23,8 +24,15 @@ import anyio
 
 from ._record import COOKIE_HEAD, unpack_expiry
 from .cookies import CookieSpec
+from .errors import ImproperlyConfigured, SessionStoreUnavailable
 from .serializers import JSONSerializer
-from .stores import EncryptedCookieStore, SignedCookieStore, store_from_url
+from .stores import (
+    EncryptedCookieStore,
+    SessionStore,
+    SignedCookieStore,
+    _scrub,
+    store_from_url,
+)
 from .stores.cookie import CookieRefused
 
 __all__ = ["main"]
@@ -35,17 +43,69 @@ def _keygen(_: argparse.Namespace) -> int:
     return 0
 
 
+EXIT_CONFIGURATION = 2
+"""Bad usage or a store URL that cannot work (as argparse's own usage errors)."""
+EXIT_UNAVAILABLE = 3
+"""The store could not be reached, or did not answer in time: worth retrying."""
+EXIT_STORE_ERROR = 4
+"""The store answered with an error: wrong credentials, a denied permission, a missing table."""
+
+_EXIT_CODES = f"""\
+exit status:
+  0  done
+  {EXIT_CONFIGURATION}  bad usage or store URL (unknown scheme or query parameter, malformed URL,
+     driver not installed)
+  {EXIT_UNAVAILABLE}  the store cannot be reached or did not answer in time (for Redis, also
+     refused credentials)
+  {EXIT_STORE_ERROR}  the store answered with an error (wrong credentials, denied permission,
+     missing table)
+"""
+
+
 def _clear_expired(args: argparse.Namespace) -> int:
-    async def run() -> int:
-        store = store_from_url(args.store)
+    """Run ``clear_expired``; a failure is one line on stderr and a distinct exit status.
+
+    It runs from cron, whose mail should say what is wrong in a line, not in a
+    traceback, and a wrapper script can tell "retry later" (3) from "fix the
+    configuration" (2, 4) by the status. Nothing printed repeats the URL's password.
+    """
+    url: str = args.store
+
+    async def run(store: SessionStore) -> int:
         try:
             return await store.clear_expired()
         finally:
             await store.close()
 
-    removed = anyio.run(run)
+    try:
+        store = store_from_url(url)
+        removed = anyio.run(run, store)
+    except ImproperlyConfigured as exc:
+        return _fail(f"bad store URL: {exc}", url, EXIT_CONFIGURATION)
+    except SessionStoreUnavailable as exc:
+        return _fail(f"store unavailable: {exc}", url, EXIT_UNAVAILABLE)
+    except Exception as exc:  # the driver's own errors: unknown in number and kind
+        return _fail(f"the store refused: {_describe(exc)}", url, EXIT_STORE_ERROR)
     print(f"removed {removed} expired session(s)")
     return 0
+
+
+def _describe(error: BaseException) -> str:
+    """The first line of the driver's message (SQLAlchemy wraps it in several)."""
+    original = getattr(error, "orig", None)  # SQLAlchemy's DBAPIError
+    if isinstance(original, BaseException):
+        error = original
+    name = type(error).__name__
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and sqlstate:
+        name = f"{name} (SQLSTATE {sqlstate})"
+    lines = str(error).strip().splitlines()
+    return f"{name}: {lines[0]}" if lines else name
+
+
+def _fail(message: str, url: str, status: int) -> int:
+    print(f"clear-expired: {_scrub(message, url)}", file=sys.stderr)
+    return status
 
 
 def _when(timestamp: int | None) -> str | None:
@@ -110,8 +170,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     keygen = commands.add_parser("keygen", help="print a new random secret_key")
     keygen.set_defaults(func=_keygen)
 
-    clear = commands.add_parser("clear-expired", help="remove expired sessions from a store")
-    clear.add_argument("--store", required=True, help="store URL, e.g. sqlite+aiosqlite:///s.db")
+    clear = commands.add_parser(
+        "clear-expired",
+        help="remove expired sessions from a store",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    clear.add_argument(
+        "--store",
+        required=True,
+        help="store URL, e.g. sqlite+aiosqlite:///s.db or redis://host:6379/0?prefix=app:",
+    )
     clear.set_defaults(func=_clear_expired)
 
     inspect = commands.add_parser("inspect", help="decrypt and show a session cookie")

@@ -1340,7 +1340,7 @@ class Session(dict[str, Any]):
             before = pristine.data if pristine is not None else None
             present: list[str] = [
                 name
-                for name in dict.keys(self)
+                for name in self._present_keys()
                 if before is None
                 or name in explicit
                 or name not in before
@@ -1351,9 +1351,12 @@ class Session(dict[str, Any]):
                 gone.update(before)
             elif self._loaded is not None:
                 gone.update(self._loaded.data)
-            gone.difference_update(dict.keys(self))
+            gone.difference_update(self._present_keys())
             keys = [*present, *sorted(gone)]
         return keys
+
+    def _present_keys(self) -> list[str]:
+        return list(dict.keys(self))
 
     def _pristine(self) -> Record | None:
         """The record as this request loaded it, decoded afresh; ``None`` if unknown.

@@ -159,3 +159,354 @@ def test_a_store_built_from_a_url_is_closed_at_shutdown(
         client.get("/")
     assert closed == [], "a store passed in belongs to the caller"
     anyio.run(mine.close)
+
+
+# -- no store URL error repeats a password ------------------------------------------------
+
+SECRET_WORD = "hunter2secret"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f'"redis://:{SECRET_WORD}@127.0.0.1/0"',  # quoted, as pasted from a shell or .env
+        f"'postgresql+asyncpg://u:{SECRET_WORD}@h/db'",
+        f"redis//:{SECRET_WORD}@127.0.0.1/0",  # the colon forgotten
+        f"redis:/:{SECRET_WORD}@h",  # a slash forgotten
+        f"1redis://:{SECRET_WORD}@h",
+        f"redis_://:{SECRET_WORD}@h",
+        f"re dis://:{SECRET_WORD}@h",
+        f"redis://u:{SECRET_WORD}@[::1/0",  # urlsplit: invalid IPv6
+        f"redis://u:{SECRET_WORD}@h:99999/0",
+        f"redis://u:{SECRET_WORD}@h/notanumber",
+        f"redis://:p/{SECRET_WORD}@h/0",  # an unencoded slash in the password
+        f"postgresql+asyncpg:u:{SECRET_WORD}@h/db",
+        f"postgresql+asyncpg://u:{SECRET_WORD}@[::1/db",
+        f"postgresql+asyncpg://u:{SECRET_WORD}@h:notaport/db",
+        f"mysql+pymysql://root:{SECRET_WORD}@127.0.0.1/test",
+        f"postgres+asyncpg://u:{SECRET_WORD}@h/db",
+    ],
+)
+def test_a_bad_store_url_never_shows_its_password(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as raised:
+        store_from_url(url)
+    assert SECRET_WORD not in str(raised.value)
+
+
+def test_a_quoted_url_says_to_remove_the_quotes() -> None:
+    with pytest.raises(ImproperlyConfigured, match="remove the quotes"):
+        store_from_url('"memory://"')
+
+
+# -- clear-expired fails in one line, with a status that says why ---------------------------
+
+
+def _probe(url: str) -> None:
+    """Skip (fail under CI) unless the store at ``url`` answers."""
+    from tests.backends import unavailable
+
+    async def read() -> None:
+        store = store_from_url(url)
+        try:
+            await store.read(new_key())
+        finally:
+            await store.close()
+
+    try:
+        anyio.run(read)
+    except Exception as exc:
+        unavailable(f"{url.split('@')[-1]} not reachable: {type(exc).__name__}")
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        (f'"redis://:{SECRET_WORD}@127.0.0.1/0"', 2),
+        (f"nope://u:{SECRET_WORD}@h", 2),
+        (f"redis://:{SECRET_WORD}@127.0.0.1:6379/0?prefx=app:", 2),
+        (f"mysql+pymysql://root:{SECRET_WORD}@127.0.0.1/test", 2),
+        (f"redis://:{SECRET_WORD}@127.0.0.1:1/0", 3),  # nothing listens on port 1
+        (f"postgresql+asyncpg://postgres:{SECRET_WORD}@127.0.0.1:1/test", 3),
+        (f"mysql+asyncmy://root:{SECRET_WORD}@127.0.0.1:1/test", 3),
+    ],
+)
+def test_clear_expired_fails_in_one_line(
+    url: str, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["clear-expired", "--store", url]) == status
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("clear-expired: ")
+    assert SECRET_WORD not in captured.err
+
+
+def test_clear_expired_wrong_credentials_exit_4(capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tests.backends import MYSQL_URL, POSTGRES_URL
+
+    for good in (MYSQL_URL, POSTGRES_URL):
+        _probe(good)
+    # MariaDB's root has no password, so any is wrong; PostgreSQL trusts local
+    # connections, so a role that does not exist is what it refuses.
+    wrong_password = make_url(MYSQL_URL).set(password=SECRET_WORD)
+    unknown_role = make_url(POSTGRES_URL).set(username="no_such_role", password=SECRET_WORD)
+    for bad in (wrong_password, unknown_role):
+        url = bad.render_as_string(hide_password=False)
+        assert main(["clear-expired", "--store", url]) == 4
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith("clear-expired: the store refused: ")
+        assert SECRET_WORD not in err
+
+
+def test_clear_expired_prints_no_traceback() -> None:
+    """The real program, on a real unreachable Redis: one line, exit status 3."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "asgi_sessions", "clear-expired"),
+            *("--store", f"redis://:{SECRET_WORD}@127.0.0.1:1/0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("clear-expired: store unavailable")
+    assert SECRET_WORD not in result.stderr
+
+
+def test_clear_expired_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["clear-expired", "--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out
+    for status in ("2", "3", "4"):
+        assert f"  {status}  " in out
+
+
+# -- query parameters: the store's own options, or refused at once ---------------------------
+
+
+def test_redis_url_takes_prefix_and_timeout() -> None:
+    from tests.backends import REDIS_URL, drop_redis_keys
+
+    _probe(REDIS_URL)
+    prefix = f"t-url-{new_key()[:8]}:"
+
+    async def scenario() -> None:
+        store = store_from_url(f"{REDIS_URL}?prefix={prefix}&timeout=5")
+        try:
+            assert getattr(store, "prefix", None) == prefix
+            assert getattr(store, "timeout", None) == 5.0
+            key = new_key()
+            assert await store.create(key, b"x", 60)
+            assert await store.read(key) == b"x"
+        finally:
+            await store.close()
+            await drop_redis_keys(prefix, REDIS_URL)
+
+    anyio.run(scenario)
+
+
+def test_clear_expired_prunes_a_redis_store_with_a_custom_prefix(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from redis.asyncio import Redis
+
+    from asgi_sessions.stores import RedisStore
+    from tests.backends import REDIS_URL, drop_redis_keys
+
+    _probe(REDIS_URL)
+    prefix = f"t-url-{new_key()[:8]}:"
+    user, gone, live = new_key(), new_key(), new_key()
+    user_set = f"{prefix}user:{user}"
+
+    async def seed() -> None:
+        store = RedisStore(REDIS_URL, prefix=prefix)
+        try:
+            for key in (gone, live):
+                assert await store.create(key, b"x", 60)
+                await store.link_user(user, key)
+            await store.delete(gone)  # leaves its link behind
+        finally:
+            await store.close()
+
+    async def members() -> set[bytes | str]:
+        client = Redis.from_url(REDIS_URL)
+        try:
+            return set(await client.smembers(user_set))
+        finally:
+            await client.aclose()
+
+    try:
+        anyio.run(seed)
+        assert len(anyio.run(members)) == 2
+        assert main(["clear-expired", "--store", f"{REDIS_URL}?prefix={prefix}"]) == 0
+        assert "removed 0" in capsys.readouterr().out
+        assert anyio.run(members) == {live.encode()}
+    finally:
+        anyio.run(drop_redis_keys, prefix, REDIS_URL)
+
+
+def test_redis_url_keeps_redis_py_options() -> None:
+    """Options redis-py parses from a URL itself still reach it (and work)."""
+    from tests.backends import REDIS_URL
+
+    _probe(REDIS_URL)
+    base = REDIS_URL.split("?", 1)[0].rsplit("/", 1)[0]
+
+    async def scenario() -> None:
+        store = store_from_url(
+            f"{base}/0?db=2&socket_timeout=1&health_check_interval=10&client_name=asgi-t"
+        )
+        try:
+            key = new_key()
+            assert await store.create(key, b"x", 5)
+            client: Any = getattr(store, "client", None)
+            assert client.connection_pool.connection_kwargs["db"] == 2
+            assert await client.client_getname() in ("asgi-t", b"asgi-t")
+            await store.delete(key)
+        finally:
+            await store.close()
+
+    anyio.run(scenario)
+    unix = store_from_url("unix:///tmp/no-such-redis.sock?db=2")
+    assert getattr(unix, "client", None).connection_pool.connection_kwargs["db"] == 2  # type: ignore[union-attr]
+    anyio.run(unix.close)
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("redis://127.0.0.1:6379/0?table_name=x", "prefix"),
+        ("rediss://127.0.0.1:6379/0?prefx=app:", "ssl_cert_reqs"),
+        ("redis://127.0.0.1:6379/0?timeout=soon", "timeout"),
+        ("redis://127.0.0.1:6379/0?prefix=a&prefix=b", "twice"),
+        ("sqlite+aiosqlite:///x.db?prefix=app", "table_name"),
+        ("postgresql+asyncpg://postgres@127.0.0.1/test?table=x", "table_name"),
+        ("postgresql+asyncpg://postgres@127.0.0.1/test?timeout=0", "timeout"),
+        ("mysql+asyncmy://root@127.0.0.1/test?tablename=x", "charset"),
+        ("memory://?max_entries=5", "no query"),
+        ("file:///tmp/asgi-sessions-url-test?fsync=0", "no query"),
+    ],
+)
+def test_unknown_query_parameters_are_refused_at_once(url: str, named: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=named):
+        store_from_url(url)
+
+
+def test_sqlite_url_takes_table_name_and_timeout(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = store_from_url(f"sqlite+aiosqlite:///{tmp_path}/s.db?table_name=t_url&timeout=3")
+        try:
+            assert getattr(store, "table_name", None) == "t_url"
+            assert getattr(store, "timeout", None) == 3.0
+            key = new_key()
+            assert await store.create(key, b"x", 60)
+            assert await store.read(key) == b"x"
+        finally:
+            await store.close()
+
+    anyio.run(scenario)  # filterwarnings=error: SQLite's "argument ignored" warning fails it
+
+
+@pytest.mark.parametrize(
+    ("which", "options"),
+    [
+        ("postgres", "table_name={table}&ssl=disable&prepared_statement_cache_size=0"),
+        ("mysql", "table_name={table}&charset=utf8mb4&timeout=4"),
+    ],
+)
+def test_sql_url_options_reach_the_store_and_the_driver(which: str, options: str) -> None:
+    from sqlalchemy import text
+
+    from tests.backends import MYSQL_URL, POSTGRES_URL
+
+    url = POSTGRES_URL if which == "postgres" else MYSQL_URL
+    _probe(url)
+    table = f"t_url_{new_key()[:8]}"
+
+    async def scenario() -> None:
+        store = store_from_url(f"{url}?{options.format(table=table)}")
+        try:
+            assert getattr(store, "table_name", None) == table
+            key = new_key()
+            assert await store.create(key, b"x", 60)
+            assert await store.read(key) == b"x"
+        finally:
+            engine: Any = getattr(store, "_engine", None)
+            async with engine.begin() as connection:
+                for name in (f"{table}_users", table):
+                    await connection.execute(text(f"DROP TABLE IF EXISTS {name}"))
+            await store.close()
+
+    anyio.run(scenario)
+
+
+# -- a SQL URL that cannot work says which drivers can -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mysql+pymysql://root@127.0.0.1/test",  # not installed, and not async
+        "sqlite+pysqlite:///x.db",  # installed, but not async
+        "postgresql+psycopg2://u@h/db",
+        "postgresql+nosuchdriver://u@h/db",
+        "postgres+asyncpg://u@h/db",  # SQLAlchemy has no "postgres" dialect
+        "postgresql+asyncpg://u@h:notaport/db",
+        "postgresql+asyncpg:u@h/db",
+        "sqlite+aiosqlite:relative.db",
+    ],
+)
+def test_bad_sql_urls_name_the_supported_drivers(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as raised:
+        store_from_url(url)
+    message = str(raised.value)
+    for driver in ("aiosqlite", "asyncpg", "asyncmy"):
+        assert driver in message
+
+
+# -- plugins, installed for real (a dist-info on sys.path) -------------------------------------
+
+
+def _install_plugin(path: Path, monkeypatch: pytest.MonkeyPatch, entries: dict[str, str]) -> str:
+    """A distribution with ``entries`` in the store group; returns its module's name."""
+    module = f"t_plugin_{new_key()[:8]}"
+    (path / f"{module}.py").write_text(
+        "from asgi_sessions.stores import MemoryStore\n\n"
+        "def build(url):\n    return MemoryStore()\n"
+    )
+    info = path / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {value.format(module=module)}\n" for name, value in entries.items())
+    (info / "entry_points.txt").write_text(f"[asgi_sessions.stores]\n{lines}")
+    monkeypatch.syspath_prepend(str(path))
+    return module
+
+
+def test_plugin_scheme_names_match_in_any_case(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_plugin(tmp_path, monkeypatch, {"MixedCase": "{module}:build"})
+    assert isinstance(store_from_url("mixedcase://x"), MemoryStore)
+    assert isinstance(store_from_url("MixedCase://x"), MemoryStore)
+
+
+def test_a_plugin_that_cannot_be_imported_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _install_plugin(tmp_path, monkeypatch, {"brokenplug": "{module}_missing:build"})
+    with pytest.raises(ImproperlyConfigured) as raised:
+        store_from_url("brokenplug://x")
+    message = str(raised.value)
+    assert "brokenplug" in message
+    assert module in message  # the distribution
+    assert f"{module}_missing" in message  # what failed to import
+    assert isinstance(raised.value.__cause__, ImportError)

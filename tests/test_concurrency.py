@@ -101,7 +101,7 @@ def make_app(store: SessionStore, state: dict[str, Any]) -> Starlette:
         with anyio.fail_after(10):
             await state["nested_go"].wait()
         session["cart"].append("apple")
-        session.mark_modified()
+        session_of(request).mark_modified()
         return PlainTextResponse("ok")
 
     async def seed_cart(request: Request) -> Response:
