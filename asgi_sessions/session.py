@@ -1338,9 +1338,10 @@ class Session(dict[str, Any]):
             explicit = set(keys)
             pristine = self._pristine()
             before = pristine.data if pristine is not None else None
-            present: list[str] = [
+            names: list[str] = [*dict.keys(self)]
+            present = [
                 name
-                for name in self._present_keys()
+                for name in names
                 if before is None
                 or name in explicit
                 or name not in before
@@ -1351,12 +1352,9 @@ class Session(dict[str, Any]):
                 gone.update(before)
             elif self._loaded is not None:
                 gone.update(self._loaded.data)
-            gone.difference_update(self._present_keys())
+            gone.difference_update(names)
             keys = [*present, *sorted(gone)]
         return keys
-
-    def _present_keys(self) -> list[str]:
-        return list(dict.keys(self))
 
     def _pristine(self) -> Record | None:
         """The record as this request loaded it, decoded afresh; ``None`` if unknown.
