@@ -1153,6 +1153,16 @@ class Session(dict[str, Any]):
             update = await self._create(store, now, can_set_cookie)
             if key is not None and not self._gone:
                 await self._retire(store, key, update, now, origin)
+            else:
+                # The old record was ended on purpose (flush() then new data:
+                # a login as another user, a logout with a flash message; or
+                # logout_everywhere(keep_current=True)). Say where the browser
+                # went, as a cycle does, so a request still in flight with the
+                # old id gets a 400 instead of a fresh session whose cookie
+                # would replace this one.
+                moved = key if key is not None else old_key if self._flushed else None
+                if moved is not None and update.value is not None:
+                    await _leave_forward_quietly(store, store_key(moved), store_key(update.value))
             self._event("created" if key is None else "cycled", update.value)
         elif self._modified or backend.save_every_request:
             await self._write(store, key, now)
@@ -1467,6 +1477,18 @@ async def _leave_forward(store: SessionStore, old: str, new: str) -> None:
             return
         if await store.append(forward, b"\n" + target, _FORWARD_TTL):
             return
+
+
+async def _leave_forward_quietly(store: SessionStore, old: str, new: str) -> None:
+    """:func:`_leave_forward` where it only spares in-flight requests a lost cookie.
+
+    The new session exists already and its cookie must go out: a store that
+    fails here costs that nicety, not the response.
+    """
+    try:
+        await _leave_forward(store, old, new)
+    except SessionStoreUnavailable:
+        logger.warning("session store unavailable: no forward record left for a new session id")
 
 
 async def _end(store: SessionStore, key: str) -> None:

@@ -122,3 +122,22 @@ def test_behind_starlettes_middleware_the_helpers_say_what_is_missing() -> None:
     )
     with TestClient(app) as client:
         assert client.get("/").json() == {"kept": True}
+
+
+def test_a_request_with_the_id_from_before_a_login_as_someone_else_is_refused() -> None:
+    # A request the browser sent with alice's id before the response of
+    # bob's login arrived. Before, it found no record and started a fresh
+    # session, whose cookie replaced bob's login in the browser; now the old
+    # id's forward record turns it away with a 400, as after a same-user login.
+    with TestClient(make_app(store=MemoryStore())) as client:
+        client.get("/login/alice")
+        alice = client.cookies["session"]
+        client.get("/login/bob")
+        bob = client.cookies["session"]
+        client.cookies.clear()
+        late = client.get("/cart", headers={"cookie": f"session={alice}"})
+        assert late.status_code == 400
+        assert "set-cookie" not in late.headers
+        client.cookies.clear()
+        client.cookies.set("session", bob)
+        assert client.get("/me").json()["user"] == "bob"

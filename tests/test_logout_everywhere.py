@@ -167,6 +167,25 @@ async def test_keep_current_ends_the_old_id_of_a_session_the_index_missed(
         await copy.aclose()
 
 
+async def test_a_request_with_the_id_from_before_keep_current_is_refused() -> None:
+    # As after a login: the kept session's old id forwards to its new one, so
+    # a request sent with the old id meanwhile gets a 400, not a fresh session
+    # whose cookie would sign this device out.
+    app = make_app(store=MemoryStore())
+    here = _device(app)
+    await here.get("/login/erin")
+    old = here.cookies["session"]
+    assert (await here.get("/everywhere?keep=1")).json() == {"ended": 0}
+    late = _device(app)
+    late.cookies.set("session", old)
+    response = await late.get("/note")
+    assert response.status_code == 400
+    assert "set-cookie" not in response.headers
+    assert await _who(here) == "erin"
+    await here.aclose()
+    await late.aclose()
+
+
 async def test_login_treats_a_user_id_and_its_text_as_one_user() -> None:
     # The index already did ("7" and 7 are one user); login() flushed the
     # session (cart and all) as if another user were logging in.
