@@ -214,20 +214,24 @@ class RedisStore(SessionStore):
         return value
 
     async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
-        """``GET`` and ``TTL`` in one pipeline: one round trip."""
+        """``GET`` and ``PTTL`` in one pipeline: one round trip.
+
+        ``PTTL``, not ``TTL``: Redis rounds ``TTL`` to the nearest second, so
+        8.9 s left would read as 9 and a cache could outlive the record.
+        """
         name = self._key(key)
 
         async def read() -> list[Any]:
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.get(name)
-                pipe.ttl(name)
+                pipe.pttl(name)
                 return await pipe.execute()
 
         value, left = await self._call(read)
         if value is None:
             return None
-        # TTL is -1 for a key without expiry (none of ours) and -2 if it just expired.
-        return value, None if left == -1 else max(0, int(left))
+        # PTTL is -1 for a key without expiry (none of ours) and -2 if it just expired.
+        return value, None if left == -1 else max(0, int(left)) // 1000
 
     async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
         """``SET … EX ttl NX``: only if absent, atomically."""

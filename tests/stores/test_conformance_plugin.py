@@ -210,6 +210,127 @@ class CloseOnlyOnce(MemoryStore):
         self.closed = True
 
 
+class UpdateRacesDelete(MemoryStore):
+    async def update(self, key, data, ttl):
+        if self._live(key) is None:
+            return False
+        await anyio.sleep(0)  # a delete runs between the check and the write
+        self._put(key, data, ttl)
+        return True
+
+
+class AppendRacesDelete(MemoryStore):
+    async def append(self, key, data, ttl):
+        current = self._live(key)
+        if current is None:
+            return False
+        await anyio.sleep(0)
+        self._put(key, current + data, ttl)
+        return True
+
+
+class TouchRacesDelete(MemoryStore):
+    async def touch(self, key, ttl):
+        current = self._live(key)
+        if current is not None:
+            await anyio.sleep(0)
+            self._put(key, current, ttl)
+
+
+class CompactAndAppendNotAtomic(MemoryStore):
+    async def compact_and_append(self, key, expected, replacement, data, ttl):
+        current = self._live(key)
+        if current is None:
+            return False
+        await anyio.sleep(0)
+        if current.startswith(expected):
+            current = replacement + current[len(expected):]
+        self._put(key, current + data, ttl)
+        return True
+
+
+class ReadWithTtlIgnoresExpiry(MemoryStore):
+    async def read_with_ttl(self, key):
+        entry = self._entries.get(key)
+        return None if entry is None else (entry[0], 0)
+
+
+class CompactAndAppendIgnoresExpiry(MemoryStore):
+    async def compact_and_append(self, key, expected, replacement, data, ttl):
+        entry = self._entries.get(key)
+        if entry is None:
+            return False
+        current = entry[0]
+        if current.startswith(expected):
+            current = replacement + current[len(expected):]
+        self._put(key, current + data, ttl)
+        return True
+
+
+class ReplaceKeepsItsTtl(MemoryStore):
+    async def replace(self, key, expected, data, ttl):
+        entry = self._entries.get(key)
+        done = await super().replace(key, expected, data, ttl)
+        if done:
+            self._entries[key] = (self._entries[key][0], entry[1])
+        return done
+
+
+class CompactAndAppendKeepsItsTtl(MemoryStore):
+    async def compact_and_append(self, key, expected, replacement, data, ttl):
+        entry = self._entries.get(key)
+        done = await super().compact_and_append(key, expected, replacement, data, ttl)
+        if done:
+            self._entries[key] = (self._entries[key][0], entry[1])
+        return done
+
+
+class TtlDoesNotCountDown(MemoryStore):
+    def _put(self, key, data, ttl):
+        super()._put(key, data, ttl)
+        self.__dict__.setdefault("given", {})[key] = ttl
+
+    async def read_with_ttl(self, key):
+        data = await self.read(key)
+        return None if data is None else (data, self.given[key])
+
+
+class LinksExpireWithTheirRecord(MemoryStore):
+    # A link that keeps the record's expiry at link time, as a Redis set
+    # given the record's TTL would: a later touch does not move it.
+    async def link_user(self, user, key):
+        await super().link_user(user, key)
+        self.__dict__.setdefault("link_expiry", {})[key] = self._entries[key][1]
+
+    async def delete_user(self, user):
+        now, expiry = self._clock(), self.__dict__.get("link_expiry", {})
+        keys = self._users.get(user, set())
+        keys.difference_update([key for key in keys if expiry.get(key, now + 1) <= now])
+        return await super().delete_user(user)
+
+
+class KeyCutShort(MemoryStore):
+    pass
+
+
+def _cut_short(name):
+    def method(self, key, *args):
+        return getattr(MemoryStore, name)(self, key[:48], *args)  # a 48-character column
+    return method
+
+
+for _name in ("read", "read_with_ttl", "create", "update", "append", "replace",
+              "compact_and_append", "touch", "delete", "take"):
+    setattr(KeyCutShort, _name, _cut_short(_name))
+
+
+class ClearExpiredCountsLive(MemoryStore):
+    async def clear_expired(self):
+        count = len(self._entries)
+        await super().clear_expired()
+        return count
+
+
 class NotAStore:
     async def read(self, key):
         return None
@@ -271,6 +392,26 @@ TestEmptyIsMissing = _suite(EmptyIsMissing, ["test_empty_value"])
 TestReturnsBytearray = _suite(ReturnsBytearray, ["test_returns_bytes"])
 TestCloseOnlyOnce = _suite(CloseOnlyOnce, ["test_close_twice_is_safe"])
 TestNotAStore = _suite(NotAStore, ["test_is_a_session_store"])
+_RACES_DELETE = ["test_writes_racing_delete_do_not_resurrect"]
+TestUpdateRacesDelete = _suite(UpdateRacesDelete, _RACES_DELETE)
+TestAppendRacesDelete = _suite(AppendRacesDelete, _RACES_DELETE)
+TestTouchRacesDelete = _suite(TouchRacesDelete, _RACES_DELETE)
+TestCompactAndAppendNotAtomic = _suite(
+    CompactAndAppendNotAtomic,
+    [*_RACES_DELETE, "test_compact_and_append_racing_appends_loses_none"],
+)
+TestReadWithTtlIgnoresExpiry = _suite(ReadWithTtlIgnoresExpiry, ["test_record_expires_after_ttl"])
+TestCompactAndAppendIgnoresExpiry = _suite(
+    CompactAndAppendIgnoresExpiry, ["test_record_expires_after_ttl"]
+)
+TestReplaceKeepsItsTtl = _suite(ReplaceKeepsItsTtl, ["test_writes_set_a_new_ttl"])
+TestCompactAndAppendKeepsItsTtl = _suite(CompactAndAppendKeepsItsTtl, ["test_writes_set_a_new_ttl"])
+TestTtlDoesNotCountDown = _suite(TtlDoesNotCountDown, ["test_touch_extends_life_without_rewriting"])
+TestLinksExpireWithTheirRecord = _suite(
+    LinksExpireWithTheirRecord, ["test_delete_user_skips_links_to_gone_records"]
+)
+TestKeyCutShort = _suite(KeyCutShort, ["test_keys_sharing_a_long_prefix_are_independent"])
+TestClearExpiredCountsLive = _suite(ClearExpiredCountsLive, ["test_clear_expired"])
 
 # The documented opt-outs: these tests are skipped, not failed.
 TestOptOut = _suite(
@@ -314,7 +455,11 @@ def _outcomes(project: Path, run: str) -> dict[str, dict[str, str]]:
 
 
 # The mutants whose tests sleep, split so that no run sleeps more than the honest one.
-_SLOW = ["ReadIgnoresExpiry or TouchForgets or TouchResurrects", "WritesKeep or ClearExpired"]
+_SLOW = [
+    "ReadIgnoresExpiry or TouchForgets or TouchResurrects or ReadWithTtlIgnores",
+    "WritesKeep or ClearExpired",
+    "AndAppendIgnoresExpiry or KeepsItsTtl or CountDown or LinksExpire",
+]
 
 
 def test_an_honest_store_passes_and_each_broken_one_is_caught(tmp_path: Path) -> None:
@@ -346,7 +491,7 @@ def test_an_honest_store_passes_and_each_broken_one_is_caught(tmp_path: Path) ->
         assert runs[name].returncode == 1, logs[name]
         results.update(_outcomes(tmp_path, name))
     opt_out = results.pop("TestOptOut")
-    assert len(results) == 23, sorted(results)
+    assert len(results) == 35, sorted(results)
     uncaught = {
         cls: {name: outcome for name, outcome in tests.items() if outcome != "failed"}
         for cls, tests in results.items()
