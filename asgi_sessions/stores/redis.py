@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any, TypeAlias, TypeVar
 
 from redis import exceptions as redis_errors
@@ -329,17 +330,44 @@ class RedisStore(SessionStore):
 
         Scans the ``prefix + "user:*"`` sets and drops their links to records
         that are gone (and so sets left empty). Returns 0: no record is removed.
+
+        ``timeout`` bounds each ``SCAN`` page and each set's pruning, not the
+        whole walk: ``SCAN`` visits every key of the database, and in a Redis
+        of a few million keys (a cache shared with the sessions) the whole
+        walk takes longer than any timeout meant for one request.
         """
-
-        async def user_sets() -> list[str]:
-            found: list[str] = []
-            async for name in self.client.scan_iter(match=self._user("*"), count=1000):
-                found.append(name.decode() if isinstance(name, bytes) else str(name))
-            return found
-
-        for set_key in await self._call(user_sets):
-            await self._prune(set_key)
+        async for page in self._scan_pages(self._user("*")):
+            for name in page:
+                await self._prune(name.decode() if isinstance(name, bytes) else str(name))
         return 0
+
+    async def _scan_pages(self, match: str) -> AsyncIterator[list[Any]]:
+        """The keys matching ``match``, one ``SCAN`` page (each its own call) at a time.
+
+        Not ``scan_iter``: it yields only keys that match, so one step of it
+        can walk any number of pages that match nothing, past any timeout.
+        """
+        client = self.client
+        if isinstance(client, RedisCluster):
+            for node in client.get_primaries():  # every key lives on one primary
+                cursor = 0
+                while True:
+                    scan: Callable[[], Awaitable[Any]] = partial(
+                        client.scan, cursor, match, 1000, target_nodes=node
+                    )
+                    # A cluster's SCAN answers {node name: next cursor}, keys.
+                    cursors, page = await self._call(scan)
+                    yield page
+                    cursor = cursors[node.name]
+                    if not cursor:
+                        break
+        else:
+            cursor = 0
+            while True:
+                cursor, page = await self._call(partial(client.scan, cursor, match, 1000))
+                yield page
+                if not cursor:
+                    break
 
     async def close(self) -> None:
         """Close the client if this store created it."""

@@ -354,6 +354,29 @@ async def test_cluster_scripts_work_on_every_node(redis_cluster: RedisClusterNod
 
 
 @pytest.mark.anyio
+async def test_cluster_clear_expired_prunes_user_sets_on_every_node(
+    redis_cluster: RedisClusterNodes,
+) -> None:
+    client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
+    await client.initialize()
+    store = RedisStore(client, prefix=_prefix())
+    by_port = _keys_on_every_node(client, store.prefix + "user:", per_node=2)
+    users = [user for found in by_port.values() for user in found]
+    live: dict[str, str] = {}
+    for user in users:
+        live[user], gone = new_key(), new_key()
+        for key in (live[user], gone):
+            assert await store.create(key, b"x", 60)
+            await store.link_user(user, key)
+        await store.delete(gone)
+    assert await store.clear_expired() == 0
+    for user in users:
+        links = await client.smembers(store.prefix + "user:" + user)
+        assert links == {live[user].encode()}, "a user set was not pruned"
+    await client.aclose()
+
+
+@pytest.mark.anyio
 async def test_cluster_outage_and_recovery(redis_cluster: RedisClusterNodes) -> None:
     client = RedisCluster(host="127.0.0.1", port=redis_cluster.ports[0])
     await client.initialize()
@@ -538,3 +561,26 @@ async def test_only_prefixed_hex_keys_are_written(private_redis: RedisServer) ->
     stored = _scan(private_redis)
     assert sorted(stored) == sorted("app1:s:" + key for key in keys)
     assert all(re.fullmatch(r"app1:s:[0-9a-f]{64}", key) for key in stored)
+
+
+@pytest.mark.anyio
+async def test_clear_expired_is_bounded_per_scan_page_not_in_all(
+    private_redis: RedisServer,
+) -> None:
+    """A big keyspace: the SCAN takes many times ``timeout``, and clear_expired still works."""
+    store = RedisStore(private_redis.url, prefix="app:", timeout=0.03)
+    user, live, gone = new_key(), new_key(), new_key()
+    for key in (live, gone):
+        assert await store.create(key, b"x", 60)
+        await store.link_user(user, key)
+    await store.delete(gone)
+    # 200,000 keys of another app that the SCAN for "app:user:*" walks past:
+    # ~200 pages of about half a millisecond each, so the walk takes >0.1 s.
+    fill = "for i = 1, 200000 do redis.call('SET', 'cache:' .. i, 'x') end"
+    admin = Redis.from_url(private_redis.url)  # no 0.03 s socket timeout
+    await admin.eval(fill, 0)
+    assert await store.clear_expired() == 0
+    links = await admin.smembers("app:user:" + user)
+    assert links == {live.encode()}, "the link to the deleted record was not pruned"
+    await admin.aclose()
+    await store.close()
