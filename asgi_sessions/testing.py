@@ -750,6 +750,10 @@ class StoreConformance:
         assert await store.read(key) == b""
         assert await store.create(key, b"x", 60) is False
         assert await store.update(key, b"", 60) is True
+        assert await store.replace(key, b"", b"P", 60) is True
+        assert await store.update(key, b"", 60) is True
+        assert await store.compact_and_append(key, b"", b"P", b"x", 60) is True
+        assert await store.read(key) == b"Px"
 
     @_anyio
     async def test_returns_bytes(self, store: SessionStore) -> None:

@@ -46,7 +46,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from ..errors import SessionStoreUnavailable
+from ..errors import ImproperlyConfigured, SessionStoreUnavailable
 from .base import SessionStore, StoreKey, UserKey
 
 __all__ = ["SQLStore"]
@@ -101,6 +101,10 @@ _SQLITE_UNAVAILABLE = frozenset({5, 6, 7, 8, 10, 13, 14})
 """SQLite primary result codes that mean "not now": BUSY, LOCKED, NOMEM,
 READONLY, IOERR, FULL, CANTOPEN. SQLite reports all of them, and also "no
 such table" (ERROR, 1), as ``OperationalError``, so the code decides."""
+
+
+class _CommitUnknown(Exception):
+    """The connection was lost during COMMIT: the write may or may not have landed."""
 
 
 def _is_unavailable(error: BaseException) -> bool:
@@ -231,10 +235,20 @@ class SQLStore(SessionStore):
             self._owns_engine = True
             if url.get_backend_name() == "sqlite":
                 _sqlite_pragmas(self._engine, timeout)
-        # Reads need no transaction: one autocommit SELECT is one round trip
-        # instead of BEGIN, SELECT, COMMIT.
-        self._reader = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         self._dialect = self._engine.dialect.name
+        # Reads need no transaction: one autocommit SELECT is one round trip
+        # instead of BEGIN, SELECT, COMMIT. Not on MySQL: there the switch is
+        # a round trip of its own at every checkout (and another to switch
+        # back), made before SQLAlchemy can tell a dead pooled connection from
+        # a bug, so a connection the server closed while idle (wait_timeout)
+        # failed the read with the driver's raw error. MySQL starts no
+        # transaction for a plain SELECT anyway; the rollback on return ends
+        # its snapshot.
+        self._reader = (
+            self._engine
+            if self._dialect in _MYSQL
+            else self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
         self._metadata = sa.MetaData()
         self.table = sa.Table(
             table_name,
@@ -253,7 +267,9 @@ class SQLStore(SessionStore):
             sa.Column("key", _hex64(), primary_key=True),
             sa.Index(f"ix_{table_name}_users_key", "key"),
         )
-        self._table_ready = not create_table
+        self._create_table = create_table
+        # MySQL's sql_mode is checked once, with or without create_table.
+        self._table_ready = not create_table and self._dialect not in _MYSQL
         self._table_lock = anyio.Lock()
         # An in-memory SQLite database lives in one connection that every
         # task shares (SQLAlchemy gives it a StaticPool). Operations must not
@@ -275,10 +291,12 @@ class SQLStore(SessionStore):
         async with self._table_lock:
             if self._table_ready:
                 return
-            for attempt in range(_CREATE_TABLE_ATTEMPTS):
+            if self._dialect in _MYSQL:
+                await self._require_strict_mode()
+            for attempt in range(_CREATE_TABLE_ATTEMPTS if self._create_table else 0):
                 try:
                     async with self._engine.begin() as conn:
-                        await conn.run_sync(self._metadata.create_all, checkfirst=True)
+                        await conn.run_sync(self._create_schema)
                     break
                 except exc.DBAPIError:
                     # Workers of one app (separate processes, so separate locks)
@@ -292,6 +310,37 @@ class SQLStore(SessionStore):
                     await anyio.sleep(0.05 * (attempt + 1))
             self._table_ready = True
 
+    async def _require_strict_mode(self) -> None:
+        """Refuse a MySQL connection whose ``sql_mode`` is not strict.
+
+        Without strict mode, an append whose result outgrows
+        ``max_allowed_packet`` makes ``CONCAT`` return NULL, which MySQL then
+        stores as an empty record and counts as a success: the session is
+        wiped. Strict mode (the default since MySQL 5.7 and MariaDB 10.2.4)
+        fails that statement instead.
+        """
+        async with self._engine.connect() as conn:
+            mode = (await conn.execute(sa.text("SELECT @@SESSION.sql_mode"))).scalar_one()
+        if not {"STRICT_TRANS_TABLES", "STRICT_ALL_TABLES"} & set(str(mode).upper().split(",")):
+            raise ImproperlyConfigured(
+                "SQLStore needs MySQL/MariaDB in a strict sql_mode (STRICT_TRANS_TABLES, the "
+                "default): without it an oversized write empties the session record"
+            )
+
+    def _create_schema(self, conn: sa.Connection) -> None:
+        """The tables, and then each index again if it is missing.
+
+        ``create_all`` skips the indexes of a table that exists. MySQL and
+        SQLite commit each DDL statement on its own, so a first start cut
+        short after CREATE TABLE (a timeout, a lost connection) left a table
+        without its ``expires_at`` index for good: every ``clear_expired``
+        then scanned the whole table.
+        """
+        self._metadata.create_all(conn, checkfirst=True)
+        for table in (self.table, self.users_table):
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+
     async def _run(self, operation: Callable[[], Awaitable[_T]]) -> _T:
         """Run one operation under the timeout, mapping outages to SessionStoreUnavailable."""
         try:
@@ -300,6 +349,11 @@ class SQLStore(SessionStore):
                     return await self._attempt(operation)
                 async with self._serial:
                     return await self._attempt(operation)
+        except _CommitUnknown as unknown:
+            raise SessionStoreUnavailable(
+                f"SQL session store unavailable ({self._dialect}: "
+                f"{_describe(unknown.__cause__ or unknown)} during COMMIT, its outcome unknown)"
+            ) from None
         except Exception as error:
             if _is_unavailable(error):
                 raise SessionStoreUnavailable(
@@ -313,7 +367,10 @@ class SQLStore(SessionStore):
             return await operation()
         except exc.DBAPIError as error:
             # A pooled connection whose server restarted fails once and is
-            # discarded; the operation then runs on a fresh connection.
+            # discarded; the operation then runs on a fresh connection. Safe
+            # because a connection lost before COMMIT rolls its transaction
+            # back: nothing of the first attempt landed. A COMMIT that lost
+            # its connection is _CommitUnknown, never retried.
             if not error.connection_invalidated:
                 raise
             return await operation()
@@ -328,8 +385,18 @@ class SQLStore(SessionStore):
         commit a write we already reported as failed. In a transaction its
         COMMIT is never sent and the write is rolled back.
         """
-        async with self._engine.begin() as conn:
+        async with self._engine.connect() as conn:
+            await conn.begin()
             yield conn
+            try:
+                await conn.commit()
+            except exc.DBAPIError as error:
+                if not error.connection_invalidated:
+                    raise
+                # The COMMIT may have landed or not: running the operation
+                # again could apply an append twice, or call a record this
+                # operation created or took somebody else's.
+                raise _CommitUnknown from error
 
     def _live(self, key: StoreKey, now: int) -> sa.ColumnElement[bool]:
         table = self.table
@@ -441,7 +508,10 @@ class SQLStore(SessionStore):
                 condition,
                 prefix == sa.bindparam("expected", expected, type_=sa.LargeBinary()),
             )
-        rest = sa.func.substr(table.c.data, size + 1, type_=sa.LargeBinary())
+        rest: sa.ColumnElement[Any] = sa.func.substr(table.c.data, size + 1, type_=sa.LargeBinary())
+        if self._dialect == "sqlite":
+            # SQLite's substr() of an empty blob is NULL, not an empty blob.
+            rest = sa.func.coalesce(rest, sa.literal(b"", sa.LargeBinary()))
         new = sa.bindparam("replacement", data, type_=sa.LargeBinary())
         return (
             sa.update(table)

@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from asgi_sessions import SessionMiddleware
-from asgi_sessions.errors import SessionStoreUnavailable
+from asgi_sessions.errors import ImproperlyConfigured, SessionStoreUnavailable
 from asgi_sessions.stores import SQLStore
 from asgi_sessions.stores import sql as sql_module
 from asgi_sessions.testing import StoreConformance, new_key
@@ -192,6 +192,34 @@ async def test_expires_at_is_indexed(sql_store: SQLStore) -> None:
     async with sql_store.engine.connect() as conn:
         found = await conn.run_sync(indexes)
     assert any(index["column_names"] == ["expires_at"] for index in found), found
+
+
+@pytest.mark.anyio
+async def test_a_missing_index_is_created_on_the_next_start(url: str) -> None:
+    """A first start cut short after CREATE TABLE (MySQL and SQLite commit DDL at once)."""
+    first = SQLStore(url, table_name=_table(), create_table=False)
+    async with first.engine.begin() as conn:
+        await conn.run_sync(first.table.create)
+        await conn.run_sync(first.users_table.create)
+        for table in (first.table, first.users_table):
+            for index in table.indexes:
+                await conn.run_sync(index.drop)
+    await first.close()
+    store = SQLStore(url, table_name=first.table_name)
+    assert await store.create(new_key(), b"x", 60)
+
+    def indexes(conn: sa.Connection) -> list[list[str | None]]:
+        inspector = sa.inspect(conn)
+        return [
+            index["column_names"]
+            for name in (store.table_name, store.users_table.name)
+            for index in inspector.get_indexes(name)
+        ]
+
+    async with store.engine.connect() as conn:
+        assert sorted(await conn.run_sync(indexes)) == [["expires_at"], ["key"]]
+    await _drop(store)
+    await store.close()
 
 
 @pytest.mark.anyio
@@ -539,3 +567,121 @@ def test_rows_are_keyed_by_the_hash_of_the_session_id(sync_table: tuple[str, str
     keys = _keys(url, table)
     assert keys == [hashlib.sha256(session_id.encode()).hexdigest()]
     assert all(session_id not in key for key in keys)
+
+
+# -- connections lost at the worst moment ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_mariadb_connection_closed_while_idle_is_replaced() -> None:
+    """MariaDB closes connections idle past ``wait_timeout`` (8 h by default).
+
+    The first read on each of them used to fail with the driver's raw error
+    (a 500): switching a MySQL connection to autocommit at checkout is a round
+    trip that SQLAlchemy cannot tell from a bug.
+    """
+    engine = create_async_engine(
+        _require(MYSQL_URL), connect_args={"init_command": "SET SESSION wait_timeout=1"}
+    )
+    store = SQLStore(engine, table_name=_table())
+    key = new_key()
+    assert await store.create(key, b"x", 60)
+    assert await asyncio.gather(*(store.read(key) for _ in range(3))) == [b"x"] * 3
+    await anyio.sleep(2.5)  # the server closes the three pooled connections
+    assert await asyncio.gather(*(store.read(key) for _ in range(3))) == [b"x"] * 3
+    assert await store.read_with_ttl(key) is not None
+    await _drop(store)
+    await store.close()
+    await engine.dispose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("create_table", [True, False])
+async def test_mysql_without_strict_mode_is_refused(create_table: bool) -> None:
+    """Non-strict MySQL stores an oversized append as an empty record and calls it a success."""
+    engine = create_async_engine(
+        _require(MYSQL_URL), connect_args={"init_command": "SET SESSION sql_mode = ''"}
+    )
+    store = SQLStore(engine, table_name=_table(), create_table=create_table)
+    with pytest.raises(ImproperlyConfigured, match="strict sql_mode"):
+        await store.read(new_key())
+    await store.close()
+    await engine.dispose()
+
+
+class _CommitCutter:
+    """A TCP proxy that, when armed, passes a COMMIT on and cuts the client off.
+
+    The COMMIT lands on the server; the store never hears the answer: what
+    a server restart or a network cut at that moment does.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.armed = False
+        self.cuts = 0
+        self._streams: list[asyncio.StreamWriter] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _handle(self, client_in: asyncio.StreamReader, client: asyncio.StreamWriter) -> None:
+        server_in, server = await asyncio.open_connection("127.0.0.1", self.target)
+        self._streams += [client, server]
+        cut = asyncio.Event()
+
+        async def up() -> None:
+            while data := await client_in.read(65536):
+                server.write(data)
+                await server.drain()
+                # The statement COMMIT, not READ COMMITTED in a BEGIN.
+                if self.armed and data.rstrip(b";\x00").upper().endswith(b"COMMIT"):
+                    self.armed = False
+                    self.cuts += 1
+                    cut.set()
+                    client.transport.abort()
+                    return
+
+        async def down() -> None:
+            while (data := await server_in.read(65536)) and not cut.is_set():
+                client.write(data)
+                await client.drain()
+
+        for job in (up(), down()):
+            task = asyncio.ensure_future(job)
+            self._tasks.add(task)
+
+    async def close(self) -> None:
+        self._server.close()
+        for stream in self._streams:
+            stream.transport.abort()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_a_commit_that_lost_its_connection_is_not_run_again(backend: str) -> None:
+    """The COMMIT landed but its answer was lost: a 503, never a second append."""
+    url = sa.make_url(_require(POSTGRES_URL if backend == "postgres" else MYSQL_URL))
+    assert url.port is not None
+    cutter = _CommitCutter(url.port)
+    proxied = url.set(port=await cutter.start())
+    direct = SQLStore(url, table_name=_table())
+    store = SQLStore(proxied, table_name=direct.table_name, timeout=3)
+    key = new_key()
+    assert await direct.create(key, b"A", 60)
+    assert await store.read(key) == b"A"  # the table is there, a connection is pooled
+    cutter.armed = True
+    with pytest.raises(SessionStoreUnavailable, match="COMMIT, its outcome unknown"):
+        await store.append(key, b"+x", 60)
+    assert cutter.cuts == 1
+    assert await direct.read(key) == b"A+x", "the append was applied twice"
+    await store.close()
+    await cutter.close()
+    await _drop(direct)
+    await direct.close()
