@@ -34,6 +34,7 @@ from .stores import (
     store_from_url,
 )
 from .stores.cookie import CookieRefused
+from .stores.file import FileStore
 
 __all__ = ["main"]
 
@@ -79,6 +80,10 @@ def _clear_expired(args: argparse.Namespace) -> int:
 
     try:
         store = store_from_url(url)
+        if isinstance(store, FileStore) and not store.directory.is_dir():
+            # FileStore makes its directory on first use; a mistyped path
+            # here would otherwise "succeed" from cron forever.
+            raise ImproperlyConfigured(f"no such directory: {store.directory}")
         removed = anyio.run(run, store)
     except ImproperlyConfigured as exc:
         return _fail(f"bad store URL: {exc}", url, EXIT_CONFIGURATION)

@@ -44,6 +44,17 @@ def test_clear_expired_reports_the_count(
     assert capsys.readouterr().out.strip() == "removed 3 expired session(s)"
 
 
+def test_clear_expired_on_a_missing_directory_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped path in a cron job must fail, not create the directory and
+    # report "removed 0" every night.
+    missing = tmp_path / "sesions-typo" / "deep"
+    assert main(["clear-expired", "--store", f"file://{missing}"]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert not (tmp_path / "sesions-typo").exists()
+
+
 def test_module_runs_as_a_program() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "asgi_sessions", "keygen"],
@@ -65,7 +76,14 @@ def test_store_from_url(url: str, kind: type) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["nope://x", "no-scheme", "postgresql://missing-driver/db", "file://host/dir"],
+    [
+        "nope://x",
+        "no-scheme",
+        "postgresql://missing-driver/db",
+        "file://host/dir",
+        "file:relative/dir",
+        "file:///tmp/nul%00byte",
+    ],
 )
 def test_bad_store_urls_are_refused_at_construction(url: str) -> None:
     with pytest.raises(ImproperlyConfigured):

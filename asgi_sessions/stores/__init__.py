@@ -145,7 +145,9 @@ def _local_store(scheme: str, parts: SplitResult) -> SessionStore:
 
         return MemoryStore()
     path = unquote(parts.path)
-    if parts.netloc not in ("", "localhost") or not path:
+    if parts.netloc not in ("", "localhost") or not path.startswith("/") or "\x00" in path:
+        # A relative path would depend on the current directory of each
+        # worker (and of cron's clear-expired): refused, as the docs say.
         raise ImproperlyConfigured("file store URLs look like file:///absolute/directory")
     from .file import FileStore
 

@@ -27,7 +27,12 @@ Correctness across threads and processes:
 - ``touch`` rewrites only the 8 expiry bytes of the header, in place;
 - keys must be 64 lowercase hex digits before they touch the file system
   (anything else raises ``ValueError``), so no key can escape the directory,
-  and record files are opened with ``O_NOFOLLOW``.
+  and record files are opened with ``O_NOFOLLOW`` and ``O_NONBLOCK``: a
+  symlink, FIFO or anything else but a regular file under a record's name
+  reads as no record;
+- a call that times out has changed nothing, and one that has passed its
+  point of no return (a rename, an unlink) is waited for: its answer is the
+  true one, a moment late.
 
 The directory is created 0700 and files 0600. Blocking calls run in a worker
 thread through anyio, so the store works under asyncio and trio. Each call
@@ -45,6 +50,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import struct
 import tempfile
 import threading
@@ -70,11 +76,78 @@ _EXPIRY_OFFSET = len(_MAGIC)
 _TMP_PREFIX = ".tmp-"
 _LOCKS = ".locks"
 _STALE_TMP_SECONDS = 3600
-_OPEN_RECORD = os.O_CLOEXEC | os.O_NOFOLLOW
+# O_NONBLOCK: a FIFO planted under a record's name must not hang the thread
+# that opens it (and with it the key's lock).
+_OPEN_RECORD = os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _open_record(path: Path, flags: int) -> int | None:
+    """A descriptor of the regular file at ``path``, or None if there is none.
+
+    Anything else under a record's name (a symlink, a FIFO, a directory) is
+    not a record this store wrote: it reads as no record, instead of an
+    outage on every request that carries the key.
+    """
+    try:
+        fd = os.open(path, flags | _OPEN_RECORD)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+            return None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
 
 
 class _Timeout(TimeoutError):
     """A lock was not acquired, or a write not finished, before the deadline."""
+
+
+class _Deadline:
+    """When the caller stops waiting, and the point of no return it shares with the worker.
+
+    A thread cannot be interrupted, so on timeout it is left to finish on
+    its own. Before each change it cannot undo (publishing a record,
+    removing one) the worker calls :meth:`commit`; a caller that times out
+    calls :meth:`abandon`. Whichever comes first decides: an abandoned
+    worker changes nothing, and a caller that comes too late for a
+    committed worker waits for its answer. A clock check alone left a
+    window between the check and the change: a 503 whose change had landed,
+    and at a login both copies of the session gone.
+    """
+
+    __slots__ = ("_lock", "_state", "at", "done", "error")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self._lock = threading.Lock()
+        self._state = "running"
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+    def left(self) -> float:
+        return max(self.at - time.monotonic(), 0.0)
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def commit(self) -> None:
+        """Worker: about to change something for good; raises ``_Timeout`` if too late."""
+        with self._lock:
+            if self._state == "abandoned" or self.passed():
+                raise _Timeout
+            self._state = "committed"
+
+    def abandon(self) -> bool:
+        """Caller, on timeout: True if the worker will change nothing."""
+        with self._lock:
+            if self._state == "committed":
+                return False
+            self._state = "abandoned"
+            return True
 
 
 def _check_key(key: StoreKey) -> StoreKey:
@@ -127,22 +200,37 @@ class FileStore(SessionStore):
         self._locks.mkdir(mode=0o700, exist_ok=True)
         self._ready = True
 
-    async def _run(self, work: Callable[[float], _T], *, bounded: bool = True) -> _T:
+    async def _run(self, work: Callable[[_Deadline], _T], *, bounded: bool = True) -> _T:
         """Run ``work(deadline)`` in a worker thread; OS errors become unavailability."""
-        deadline = time.monotonic() + self.timeout
+        deadline = _Deadline(time.monotonic() + self.timeout)
+        result: list[_T] = []
 
         def call() -> _T:
-            if not self._ready:
-                self._prepare()
-            return work(deadline)
+            try:
+                if not self._ready:
+                    self._prepare()
+                result.append(work(deadline))
+                return result[0]
+            except BaseException as exc:
+                deadline.error = exc
+                raise
+            finally:
+                deadline.done.set()
 
         try:
             if not bounded:
                 return await anyio.to_thread.run_sync(call)
-            with anyio.fail_after(self.timeout):
-                # A thread cannot be interrupted: on timeout it is left to finish
-                # on its own, and `deadline` makes it give up before writing.
+            with anyio.move_on_after(self.timeout):
                 return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+            if deadline.abandon():
+                raise _Timeout
+            # Past its point of no return: the change stands, so its answer is
+            # the one to give, a moment late (a rename, a directory fsync).
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(deadline.done.wait)
+            if deadline.error is not None:
+                raise deadline.error
+            return result[0]
         except TimeoutError:
             raise SessionStoreUnavailable(
                 f"file session store did not answer within {self.timeout:g} s"
@@ -153,11 +241,11 @@ class FileStore(SessionStore):
             raise SessionStoreUnavailable(f"file session store failed: {name}") from None
 
     @contextlib.contextmanager
-    def _locked(self, key: StoreKey, deadline: float) -> Iterator[None]:
+    def _locked(self, key: StoreKey, deadline: _Deadline) -> Iterator[None]:
         """Hold ``key``'s lock against this process's threads and other processes."""
         shard = key[:2]
         guard = self._thread_locks[int(shard, 16)]
-        if not guard.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+        if not guard.acquire(timeout=deadline.left()):
             raise _Timeout
         try:
             lock_file = self._locks / f"{shard}.lock"
@@ -175,11 +263,11 @@ class FileStore(SessionStore):
                         break
                     except BlockingIOError:
                         # Another process holds it: poll, so the wait stays bounded.
-                        if time.monotonic() >= deadline:
+                        if deadline.passed():
                             raise _Timeout from None
                         time.sleep(delay)
                         delay = min(delay * 2, 0.01)
-                if time.monotonic() >= deadline:
+                if deadline.passed():
                     raise _Timeout  # the caller has given up: change nothing
                 yield
             finally:
@@ -192,9 +280,8 @@ class FileStore(SessionStore):
 
     def _load(self, path: Path, size: int = -1) -> tuple[int, bytes] | None:
         """``(expiry_ms, file bytes)`` with at most ``size`` bytes, or None if absent."""
-        try:
-            fd = os.open(path, os.O_RDONLY | _OPEN_RECORD)
-        except FileNotFoundError:
+        fd = _open_record(path, os.O_RDONLY)
+        if fd is None:
             return None
         with open(fd, "rb") as handle:
             blob = handle.read(size)
@@ -206,7 +293,7 @@ class FileStore(SessionStore):
             return None
         return loaded[1][_HEADER.size :]
 
-    def _write(self, path: Path, data: bytes, ttl: int, deadline: float | None) -> None:
+    def _write(self, path: Path, data: bytes, ttl: int, deadline: _Deadline) -> None:
         """Replace ``path`` atomically by a record of ``data`` living ``ttl`` seconds."""
         expires = _now_ms() + ttl * 1000
         fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.directory)  # 0600, O_EXCL
@@ -217,8 +304,7 @@ class FileStore(SessionStore):
                 handle.flush()
                 if self.fsync:
                     os.fsync(fd)
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise _Timeout  # the caller has given up: do not publish
+                deadline.commit()  # or, if the caller has given up, do not publish
                 os.replace(tmp, path)
                 with contextlib.suppress(OSError):  # only a hint for clear_expired
                     os.utime(fd, ns=(expires * 1_000_000, expires * 1_000_000))
@@ -241,13 +327,13 @@ class FileStore(SessionStore):
     async def read(self, key: StoreKey) -> bytes | None:
         """The record's bytes, or ``None`` if absent or expired. Takes no lock."""
         path = self._path(key)
-        return await self._run(lambda deadline: self._read_live(path))
+        return await self._run(lambda _: self._read_live(path))
 
     async def read_with_ttl(self, key: StoreKey) -> tuple[bytes, int | None] | None:
         """The record's bytes and whole seconds left, from the same single read."""
         path = self._path(key)
 
-        def read(deadline: float) -> tuple[bytes, int | None] | None:
+        def read(deadline: _Deadline) -> tuple[bytes, int | None] | None:
             loaded = self._load(path)
             if loaded is None:
                 return None
@@ -262,7 +348,7 @@ class FileStore(SessionStore):
         """Write only if no live record exists (an expired one is replaced)."""
         path = self._path(key)
 
-        def create(deadline: float) -> bool:
+        def create(deadline: _Deadline) -> bool:
             with self._locked(key, deadline):
                 if self._read_live(path) is not None:
                     return False
@@ -275,7 +361,7 @@ class FileStore(SessionStore):
         """Replace only if a live record exists (never resurrects a deleted one)."""
         path = self._path(key)
 
-        def update(deadline: float) -> bool:
+        def update(deadline: _Deadline) -> bool:
             with self._locked(key, deadline):
                 if self._read_live(path) is None:
                     return False
@@ -288,7 +374,7 @@ class FileStore(SessionStore):
         """Append atomically: copy, extend and rename, under the key's lock."""
         path = self._path(key)
 
-        def append(deadline: float) -> bool:
+        def append(deadline: _Deadline) -> bool:
             with self._locked(key, deadline):
                 current = self._read_live(path)
                 if current is None:
@@ -302,7 +388,7 @@ class FileStore(SessionStore):
         """Compare-and-set of the record's prefix, under the key's lock."""
         path = self._path(key)
 
-        def replace(deadline: float) -> bool:
+        def replace(deadline: _Deadline) -> bool:
             with self._locked(key, deadline):
                 current = self._read_live(path)
                 if current is None or not current.startswith(expected):
@@ -319,17 +405,17 @@ class FileStore(SessionStore):
         """
         path = self._path(key)
 
-        def touch(deadline: float) -> None:
+        def touch(deadline: _Deadline) -> None:
             with self._locked(key, deadline):
-                try:
-                    fd = os.open(path, os.O_RDWR | _OPEN_RECORD)
-                except FileNotFoundError:
+                fd = _open_record(path, os.O_RDWR)
+                if fd is None:
                     return
                 try:
                     now = _now_ms()
                     if _expiry(os.pread(fd, _HEADER.size, 0)) <= now:
                         return  # expired records stay dead
                     expires = now + ttl * 1000
+                    deadline.commit()
                     os.pwrite(fd, _EXPIRY.pack(expires), _EXPIRY_OFFSET)
                     with contextlib.suppress(OSError):
                         os.utime(fd, ns=(expires * 1_000_000, expires * 1_000_000))
@@ -342,8 +428,9 @@ class FileStore(SessionStore):
         """Remove the record, if any (under the key's lock, so no write undoes it)."""
         path = self._path(key)
 
-        def delete(deadline: float) -> None:
+        def delete(deadline: _Deadline) -> None:
             with self._locked(key, deadline), contextlib.suppress(FileNotFoundError):
+                deadline.commit()
                 os.unlink(path)
 
         await self._run(delete)
@@ -352,12 +439,11 @@ class FileStore(SessionStore):
         """Read and remove the record under the key's lock: no write lands in between."""
         path = self._path(key)
 
-        def take(deadline: float) -> bytes | None:
+        def take(deadline: _Deadline) -> bytes | None:
             with self._locked(key, deadline):
                 data = self._read_live(path)
-                if time.monotonic() >= deadline:
-                    # The caller gave up (a 503, no new id): keep the record.
-                    raise _Timeout
+                # If the caller gave up (a 503, no new id), keep the record.
+                deadline.commit()
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
                 return data
@@ -371,7 +457,7 @@ class FileStore(SessionStore):
         whole (it scans the directory), only each lock wait is.
         """
 
-        def clear(_: float) -> int:
+        def clear(_: _Deadline) -> int:
             now_ns = time.time_ns()
             stale_tmp_ns = now_ns - _STALE_TMP_SECONDS * 1_000_000_000
             suspects: list[str] = []
@@ -396,11 +482,14 @@ class FileStore(SessionStore):
                 loaded = self._load(path, _HEADER.size)
                 if loaded is None or loaded[0] > _now_ms():
                     continue
-                with self._locked(name, time.monotonic() + self.timeout):
-                    loaded = self._load(path, _HEADER.size)  # again, under the lock
-                    if loaded is not None and loaded[0] <= _now_ms():
-                        os.unlink(path)
-                        removed += 1
+                try:
+                    with self._locked(name, _Deadline(time.monotonic() + self.timeout)):
+                        loaded = self._load(path, _HEADER.size)  # again, under the lock
+                        if loaded is not None and loaded[0] <= _now_ms():
+                            os.unlink(path)
+                            removed += 1
+                except _Timeout:
+                    continue  # busy, so in use: the next run sees it again
             return removed
 
         return await self._run(clear, bounded=False)
