@@ -236,6 +236,13 @@ class SQLStore(SessionStore):
             if url.get_backend_name() == "sqlite":
                 _sqlite_pragmas(self._engine, timeout)
         self._dialect = self._engine.dialect.name
+        # The longest name the store makes is the index ix_<table>_expires_at.
+        longest = self._engine.dialect.max_identifier_length - len("ix__expires_at")
+        if len(table_name) > longest:
+            raise ValueError(
+                f"table_name must be at most {longest} characters on {self._dialect} "
+                f"(its index names add 14)"
+            )
         # Reads need no transaction: one autocommit SELECT is one round trip
         # instead of BEGIN, SELECT, COMMIT. Not on MySQL: there the switch is
         # a round trip of its own at every checkout (and another to switch

@@ -336,6 +336,14 @@ async def test_workers_starting_together_all_get_the_table(url: str) -> None:
             await store.close()
 
 
+def test_a_table_name_too_long_for_its_indexes_is_refused_at_construction() -> None:
+    # PostgreSQL names are at most 63 characters: ix_<table>_expires_at of a
+    # 50-character table name is 64, which failed every request.
+    SQLStore(POSTGRES_URL, table_name="t" * 49)
+    with pytest.raises(ValueError, match="at most 49 characters on postgresql"):
+        SQLStore(POSTGRES_URL, table_name="t" * 50)
+
+
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="timeout"):
         SQLStore("sqlite+aiosqlite:///x.db", timeout=0)
