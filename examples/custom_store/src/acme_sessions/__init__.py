@@ -159,9 +159,11 @@ class ShelfStore(SessionStore):
 
         def replace(db: sqlite3.Connection) -> bool:
             now = time.time()
+            # coalesce: SQLite's substr() of an empty blob is NULL, not X''.
             cursor = db.execute(
-                "UPDATE sessions SET data = CAST(? || substr(data, ?) AS BLOB), expires = ? "
-                "WHERE key = ? AND expires > ? AND substr(data, 1, ?) = ?",
+                "UPDATE sessions "
+                "SET data = CAST(? || coalesce(substr(data, ?), X'') AS BLOB), expires = ? "
+                "WHERE key = ? AND expires > ? AND coalesce(substr(data, 1, ?), X'') = ?",
                 (data, len(expected) + 1, now + ttl, key, now, len(expected), expected),
             )
             return cursor.rowcount == 1
