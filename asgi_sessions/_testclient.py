@@ -103,10 +103,20 @@ async def aseed_session(client: Any, data: Mapping[str, Any], app: Any | None = 
     import httpx
 
     lines = middleware.cookie.set_headers(update.value, update.max_age, 0)
-    request = httpx.Request("GET", str(getattr(client, "base_url", "http://testserver")))
+    request = httpx.Request("GET", _base_url(client))
     response = httpx.Response(200, headers=[("set-cookie", line) for line in lines])
     response.request = request
     jar.extract_cookies(response)
+
+
+def _base_url(client: Any) -> str:
+    """Where ``client``'s requests go, for filing a cookie under it.
+
+    ``http://testserver`` when it says nothing: Starlette's TestClient always
+    has a base URL, but an ``httpx.AsyncClient`` built without ``base_url``
+    has an empty one (and requests absolute URLs).
+    """
+    return str(getattr(client, "base_url", "") or "") or "http://testserver"
 
 
 def _run_sync(client: Any, func: Callable[[], Awaitable[_T]]) -> _T:

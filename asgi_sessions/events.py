@@ -13,6 +13,11 @@ rejected   a cookie or record was refused (tampered, foreign,        DEBUG
            malformed, unknown id)
 ========== ========================================================= =======
 
+``flushed`` counts sessions that ended, not calls to ``flush()``: a logout
+sent with no session behind it (no cookie, a cookie that was refused or had
+expired, an id the store no longer holds) ends nothing and reports only the
+``rejected`` or ``expired`` it already caused.
+
 Each is logged on the ``asgi_sessions`` logger with the attributes
 ``session_event`` (the name), ``session_id_hash`` and ``session_reason`` on
 the record, so a JSON log formatter can print them as fields. Lifecycle

@@ -40,6 +40,7 @@ from .session import (
     CookieUpdate,
     Session,
     SessionBackend,
+    _now,
 )
 from .stores import CookieStore, EncryptedCookieStore, SessionStore, store_from_url
 
@@ -58,6 +59,8 @@ _NO_NEW_ID_IN_WEBSOCKET = (
     "cycle_key() needs a new session id, and a websocket cannot send one (no cookie can be "
     "sent there); cycle the session (log in) in an HTTP request"
 )
+_WS_CHANGES = "websocket session changes"
+_WS_ACTIVITY = "the websocket's session activity"
 _IN_WEBSOCKET = (
     "a cookie session cannot be changed in a websocket: no cookie can be sent there; "
     "use a server-side store to change the session during a websocket connection"
@@ -210,6 +213,9 @@ class SessionMiddleware:
         self._server = server_store is not None
         self._pending = _STORE_PENDING if self._server else _COOKIE_PENDING
         self._always_save = save_every_request
+        # Whether a server session that a websocket loaded is written or
+        # touched even if unchanged, as an HTTP request that read it is.
+        self._ws_refresh = self._server and (save_every_request or idle_timeout is not None)
         if isinstance(autoload, (str, bytes)):
             raise ImproperlyConfigured("autoload takes True, False or a sequence of path prefixes")
         self._autoload: bool | tuple[str, ...] = (
@@ -387,7 +393,13 @@ class SessionMiddleware:
             return
         session._no_new_id = _NO_NEW_ID_IN_WEBSOCKET
         await self._load_first(session, scope)
-        disconnected = dropped = False
+        disconnected = dropped = closed = False
+        # A websocket that loaded the session is activity, as an HTTP request
+        # that read it is: rolling expiry (idle_timeout's touch) and
+        # save_every_request apply when it is accepted and again when it
+        # ends, so a long connection also counts until its last moment.
+        refresh = self._ws_refresh
+        refreshed_at = -1
 
         async def receive_wrapper() -> Message:
             nonlocal disconnected
@@ -397,11 +409,23 @@ class SessionMiddleware:
             return message
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal disconnected, dropped
-            if message["type"] == "websocket.close":
+            nonlocal disconnected, dropped, closed, refreshed_at
+            kind = message["type"]
+            if kind == "websocket.accept":
+                # The handshake succeeded with the session loaded (autoload,
+                # the FastAPI dependency or the handler's own load). Pending
+                # changes wait for the end, as before: a handler that fails
+                # later must not have persisted half of them.
+                if refresh and not session._modified and session.is_loaded:
+                    await _save_late(session, _WS_ACTIVITY, refresh=True)
+                    refreshed_at = _now()
+            elif kind == "websocket.close":
                 # Save before the close frame goes out: a client that sees the
                 # close and then makes a request reads what this socket wrote.
-                dropped = await _save_late(session, "websocket session changes")
+                dropped = await _save_late(
+                    session, _WS_CHANGES, refresh=refresh and _now() != refreshed_at
+                )
+                closed = True
             try:
                 await send(message)
             except OSError:
@@ -411,6 +435,11 @@ class SessionMiddleware:
                 disconnected = True
                 raise
 
+        def refresh_due() -> bool:
+            # Not again if the close frame's save did it, nor twice in one
+            # second: a touch then moves the deadline nowhere.
+            return refresh and not closed and _now() != refreshed_at
+
         try:
             await self.app(scope, receive_wrapper, send_wrapper)
         except Exception:
@@ -418,13 +447,15 @@ class SessionMiddleware:
             # WebSocketDisconnect) still ended normally; any other failure saves
             # nothing, as a 5xx does not.
             if disconnected and not dropped:
-                await _save_late(session, "websocket session changes")
+                await _save_late(session, _WS_CHANGES, refresh=refresh_due())
             raise
         if not dropped:  # changes dropped at the close stay dropped, logged once
-            await _save_late(session, "websocket session changes")
+            await _save_late(session, _WS_CHANGES, refresh=refresh_due())
 
 
-async def _save_late(session: Session, what: str, status: int = 200) -> bool:
+async def _save_late(
+    session: Session, what: str, status: int = 200, *, refresh: bool = False
+) -> bool:
     """Save a server session's pending changes after its response has gone out.
 
     That is a websocket that ends, or an HTTP response whose body changed
@@ -433,8 +464,13 @@ async def _save_late(session: Session, what: str, status: int = 200) -> bool:
     another tab (the change must not resurrect the session), a store that
     is down, or a session that never had an id (no cookie can carry a new
     one now). Returns whether the changes were dropped.
+
+    ``refresh`` commits a loaded session even if nothing changed, so that
+    ``idle_timeout`` touches it and ``save_every_request`` rewrites it: what
+    the commit at response start does for HTTP, for a websocket that has
+    no response start. A session that was never loaded costs nothing.
     """
-    if not session._modified:
+    if not session._modified and not (refresh and session.is_loaded):
         return False
     try:
         await session.commit(status, can_set_cookie=False)

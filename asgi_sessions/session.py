@@ -221,6 +221,7 @@ class Session(dict[str, Any]):
     _all_dirty: bool = False
     _cleared: bool = False
     _flushed: bool = False
+    _ended: bool = False  # flush() had a session to end (the ``flushed`` event; see flush)
     _cycle: bool = False
     _gone: bool = False  # the record under _key was deleted on purpose (logout_everywhere)
     _unknown: str | None = None  # a well-formed id the store did not know (see _end)
@@ -270,10 +271,16 @@ class Session(dict[str, Any]):
         self, name: EventName, session_id: str | None = None, reason: str | None = None
     ) -> None:
         """Report a lifecycle event (see :mod:`asgi_sessions.events`); cheap when nobody listens."""
-        hook = self._backend.on_event
-        if hook is None and not logger.isEnabledFor(_EVENT_LEVELS[name]):
+        if not self._observed(name):
             return
-        emit(hook, SessionEvent(name, None if session_id is None else id_hash(session_id), reason))
+        emit(
+            self._backend.on_event,
+            SessionEvent(name, None if session_id is None else id_hash(session_id), reason),
+        )
+
+    def _observed(self, name: EventName) -> bool:
+        """Whether an event ``name`` would reach the hook or the log."""
+        return self._backend.on_event is not None or logger.isEnabledFor(_EVENT_LEVELS[name])
 
     # -- loading ---------------------------------------------------------------
 
@@ -824,6 +831,14 @@ class Session(dict[str, Any]):
         session need not be loaded first: logout costs one delete.
         """
         self._check_open()
+        if self._state == _COOKIE_PENDING and self._observed("flushed"):
+            # ``flushed`` reports a session that ended, and only opening the
+            # cookie tells whether there was one (it may be garbage, signed
+            # with a retired key, or expired). That decrypt is paid only
+            # where the event is seen; otherwise a logout costs nothing.
+            self._open_cookie()
+        if self._created is not None and self._backend.store is None:
+            self._ended = True  # a cookie session that opened: the logout ends it
         old = self._key
         if old is None and self._state in (_STORE_PENDING, _FAILED):
             # A failed read must not stop a logout: the delete needs no load.
@@ -833,6 +848,10 @@ class Session(dict[str, Any]):
         self._take_token()  # whether a cookie must be deleted
         if old is not None:
             self._old_key = old
+            # An id to end; whether the store still held it, _end tells. A
+            # record this request found expired (_old_key set by the load)
+            # was no session any more.
+            self._ended = True
         self._state = _LOADED
         dict.clear(self)
         self._key = None
@@ -1014,6 +1033,7 @@ class Session(dict[str, Any]):
         self._all_dirty = False
         self._cleared = False
         self._flushed = False
+        self._ended = False
         self._cycle = False
         self._gone = False
         self._old_key = None
@@ -1063,8 +1083,7 @@ class Session(dict[str, Any]):
             if (self._modified or self._reissue) and self._take_token() is not None:
                 self._modified = False
                 if self._flushed:
-                    self._flushed = False
-                    self._event("flushed")
+                    self._cookie_flushed()
                 return _DELETE
             return None
         if not changed and now == self._issued:
@@ -1096,10 +1115,22 @@ class Session(dict[str, Any]):
         self._modified = False
         return _cookie_update((token, cookie_age))
 
+    def _cookie_flushed(self) -> None:
+        """Report a cookie session's ``flush()``, if it ended one.
+
+        A logout sent with a cookie that did not open (refused or expired,
+        already reported as such) ends nothing: counting it as ``flushed``
+        would count logouts that never were.
+        """
+        self._flushed = False
+        if self._ended:
+            self._ended = False
+            self._event("flushed")
+
     def _cookie_events(self) -> None:
         """The events of a cookie session being written (off the hot path)."""
-        if self._flushed and self._token is not None:
-            self._event("flushed")
+        if self._flushed:
+            self._cookie_flushed()
         if self._created is None:
             self._event("created")
         elif self._cycle:
@@ -1119,8 +1150,9 @@ class Session(dict[str, Any]):
         old_key = self._old_key
         update: CookieUpdate | None = None
         if old_key is not None and old_key != self._key:
-            await _end(store, store_key(old_key))
-            if self._flushed:
+            # Only a record that was there ended a session: an id the store
+            # no longer held (expired, never ours) ends nothing.
+            if await _end(store, store_key(old_key)) and self._flushed and self._ended:
                 self._event("flushed", old_key)
             if not dict.__len__(self) and self._take_token() is not None:
                 update = _DELETE
@@ -1491,8 +1523,11 @@ async def _leave_forward_quietly(store: SessionStore, old: str, new: str) -> Non
         logger.warning("session store unavailable: no forward record left for a new session id")
 
 
-async def _end(store: SessionStore, key: str) -> None:
+async def _end(store: SessionStore, key: str) -> bool:
     """Delete the record under ``key`` for a logout, wherever a cycle moved it.
+
+    Returns whether a record was there to delete (a session ended), which
+    is what the ``flushed`` event reports.
 
     A logout sent with the old id while a login (a ``cycle_key``) was in
     flight can land after the login took the old record; the record is then
@@ -1502,11 +1537,13 @@ async def _end(store: SessionStore, key: str) -> None:
     that failed part-way (a 503) and is retried still finds it.
     """
     pending = [key]
+    ended = False
     for _ in range(_FORWARD_HOPS):
         if not pending:
-            return
+            return ended
         current = pending.pop()
         if await store.take(current) is not None:
+            ended = True
             continue
         moved = await store.read(forward_key(current))
         if moved:
@@ -1522,3 +1559,4 @@ async def _end(store: SessionStore, key: str) -> None:
             _FORWARD_TTL,
             len(pending),
         )
+    return ended

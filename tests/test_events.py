@@ -25,6 +25,7 @@ from asgi_sessions.errors import ImproperlyConfigured
 from asgi_sessions.events import SessionEvent, id_hash
 from asgi_sessions.stores import MemoryStore
 from tests.apps import SECRET
+from tests.instrumented import CountingCookieStore
 
 LOGGER = "asgi_sessions"
 
@@ -52,6 +53,12 @@ async def _flush(request: Request) -> Response:
     return PlainTextResponse("flushed")
 
 
+async def _flush_raw(request: Request) -> Response:
+    # From the scope, not request.session: the cookie is not opened first.
+    session_of(request.scope).flush()
+    return PlainTextResponse("flushed")
+
+
 async def _flush_then_fail(request: Request) -> Response:
     await session_of(request).aflush()
     return PlainTextResponse("boom", status_code=500)
@@ -64,6 +71,7 @@ def _app(events: list[SessionEvent], **options: Any) -> Starlette:
         Route("/untouched", _untouched),
         Route("/cycle", _cycle),
         Route("/flush", _flush),
+        Route("/flush-raw", _flush_raw),
         Route("/flush-then-fail", _flush_then_fail),
     ]
     middleware = [Middleware(SessionMiddleware, on_event=events.append, **options)]
@@ -135,7 +143,9 @@ def test_cookie_rejected_and_expired_say_why(logs: pytest.LogCaptureFixture) -> 
     _assert_no_secrets(logs.records, token)
 
 
-def test_expired_cookie_is_an_expired_event(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("route", ["/read", "/flush"])
+def test_expired_cookie_is_an_expired_event(monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    # A logout with an expired cookie ends nothing: "expired", never "flushed".
     from asgi_sessions import session as session_module
 
     events: list[SessionEvent] = []
@@ -144,7 +154,9 @@ def test_expired_cookie_is_an_expired_event(monkeypatch: pytest.MonkeyPatch) -> 
         clock = session_module._time
         monkeypatch.setattr(session_module, "_time", lambda: clock() + 120)
         events.clear()
-        assert client.get("/read").json() == {}
+        response = client.get(route)
+        if route == "/read":
+            assert response.json() == {}
         assert events == [SessionEvent("expired", reason="cookie")]
 
 
@@ -156,6 +168,47 @@ def test_a_failed_response_logs_no_flush() -> None:
         assert client.get("/flush-then-fail").status_code == 500
         assert events == [], "nothing was saved, so nothing happened"
         assert client.get("/read").json() == {"a": "1"}
+
+
+@pytest.mark.parametrize("path", ["/flush", "/flush-raw"])
+def test_a_cookie_logout_is_flushed_only_if_the_cookie_opened(path: str) -> None:
+    # A logout sent with a cookie that was refused ended no session: it is
+    # reported as rejected, and counting it as flushed would over-count
+    # logouts (after a key rotation, say). The cookie is deleted either way.
+    events: list[SessionEvent] = []
+    with TestClient(_app(events, secret_key=SECRET)) as client:
+        client.get("/set", params={"a": "1"})
+        events.clear()
+        response = client.get(path)
+        assert events == [SessionEvent("flushed")]
+        assert "session=null" in response.headers["set-cookie"]
+        events.clear()
+        client.cookies["session"] = "garbage"
+        response = client.get(path)
+        assert events == [SessionEvent("rejected", reason="it does not verify")]
+        assert "session=null" in response.headers["set-cookie"]
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_a_cookie_logout_decrypts_only_where_the_event_is_seen(
+    logs: pytest.LogCaptureFixture, listening: bool
+) -> None:
+    # Telling a real logout from a refused cookie takes a decrypt, which a
+    # logout that nobody counts does not pay.
+    logs.set_level(logging.INFO if listening else logging.WARNING, logger=LOGGER)
+    cookies = CountingCookieStore(SECRET)
+    app = Starlette(
+        routes=[Route("/set", _set), Route("/flush-raw", _flush_raw)],
+        middleware=[Middleware(SessionMiddleware, store=cookies)],
+    )
+    with TestClient(app) as client:
+        client.get("/set", params={"a": "1"})
+        cookies.reset()
+        response = client.get("/flush-raw")
+    assert "session=null" in response.headers["set-cookie"]
+    assert (cookies.opens, cookies.seals) == ((1, 0) if listening else (0, 0))
+    flushed = [r for r in logs.records if getattr(r, "session_event", None) == "flushed"]
+    assert len(flushed) == (1 if listening else 0)
 
 
 # -- server sessions ------------------------------------------------------------------
@@ -202,7 +255,23 @@ def test_server_rejections(logs: pytest.LogCaptureFixture) -> None:
     _assert_no_secrets(logs.records, unknown)
 
 
-def test_expired_server_record(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("autoload", [True, False])
+def test_a_server_logout_of_an_unknown_id_is_not_flushed(autoload: bool) -> None:
+    # An id the store does not hold (expired by its TTL, or never ours), found
+    # by the load (autoload) or only by the logout's delete (no load).
+    events: list[SessionEvent] = []
+    with TestClient(_app(events, store=MemoryStore(), autoload=autoload)) as client:
+        unknown = "A" * 43
+        client.cookies["session"] = unknown
+        response = client.get("/flush")
+        assert "session=null" in response.headers["set-cookie"]
+    rejected = SessionEvent("rejected", id_hash(unknown), "unknown id")
+    assert events == ([rejected] if autoload else [])
+
+
+@pytest.mark.parametrize("route", ["/read", "/flush"])
+def test_expired_server_record(monkeypatch: pytest.MonkeyPatch, route: str) -> None:
+    # A logout of an expired record ends nothing: "expired", never "flushed".
     from asgi_sessions import session as session_module
 
     events: list[SessionEvent] = []
@@ -212,7 +281,9 @@ def test_expired_server_record(monkeypatch: pytest.MonkeyPatch) -> None:
         clock = session_module._time
         monkeypatch.setattr(session_module, "_time", lambda: clock() + 120)
         events.clear()
-        assert client.get("/read").json() == {}
+        response = client.get(route)
+        if route == "/read":
+            assert response.json() == {}
         assert events == [SessionEvent("expired", id_hash(sid), "record")]
 
 

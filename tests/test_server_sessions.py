@@ -1140,6 +1140,12 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+async def ws_untouched_endpoint(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hello")
+    await websocket.close()
+
+
 async def seed_route(request: Request) -> Response:
     return JSONResponse(await seed(request))
 
@@ -1154,6 +1160,7 @@ def _ws_client(store: Any, secret_key: str | None = None, **middleware: Any) -> 
             Route("/seed", seed_route),
             Route("/load", load_route),
             WebSocketRoute("/ws", ws_endpoint),
+            WebSocketRoute("/ws-untouched", ws_untouched_endpoint),
         ],
         middleware=[
             Middleware(SessionMiddleware, secret_key=secret_key, store=store, **middleware)
@@ -1224,6 +1231,107 @@ def test_websocket_cannot_create_a_server_session() -> None:
         ws.send_text("save-new")
         assert ws.receive_json() == {"error": "SessionError"}
     assert store.writes == 0
+
+
+class Clock:
+    """Moves the session's clock and a MemoryStore's TTL clock together, by hand."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, store: CountingStore) -> None:
+        from asgi_sessions import session as session_module
+
+        self.offset = 0.0
+        wall, monotonic = session_module._time, store.inner._clock  # type: ignore[attr-defined]
+        monkeypatch.setattr(session_module, "_time", lambda: wall() + self.offset)
+        monkeypatch.setattr(store.inner, "_clock", lambda: monotonic() + self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.mark.parametrize("autoload", [True, False])
+def test_a_websocket_that_loads_the_session_moves_its_idle_deadline(
+    monkeypatch: pytest.MonkeyPatch, autoload: bool
+) -> None:
+    # Loaded at the handshake (autoload: touched at accept) or by the handler
+    # after accept (touched at the end): either way the connection was
+    # activity, as an HTTP request that read the session is.
+    store = _memory()
+    clock = Clock(monkeypatch, store)
+    with _ws_client(store, autoload=autoload, idle_timeout=60) as client:
+        client.get("/seed")
+        clock.advance(40)
+        store.reset()
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json() == {"data": {"user": "alice"}}
+            ws.send_text("nothing")
+            assert ws.receive_json() == {"ok": True}
+        assert store.calls["touch"] == 1, "one touch, as one HTTP read costs"
+        assert store.writes == 0
+        clock.advance(40)  # 80 s after the seed, 40 s after the websocket
+        assert client.get("/load").json()["data"] == {"user": "alice"}
+
+
+def test_a_long_websocket_counts_as_activity_until_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = _memory()
+    clock = Clock(monkeypatch, store)
+    with _ws_client(store, idle_timeout=60) as client:
+        client.get("/seed")
+        store.reset()
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json() == {"data": {"user": "alice"}}
+            assert store.calls["touch"] == 1  # at accept
+            clock.advance(50)  # a connection open for 50 s
+            ws.send_text("nothing")
+            assert ws.receive_json() == {"ok": True}
+        assert store.calls["touch"] == 2  # and again at its end
+        clock.advance(50)  # 100 s after the accept, 50 s after the end
+        assert client.get("/load").json()["data"] == {"user": "alice"}
+
+
+def test_a_websocket_that_never_loads_the_session_costs_no_round_trip() -> None:
+    store = _memory()
+    with _ws_client(store, autoload=False, idle_timeout=60, save_every_request=True) as client:
+        client.get("/seed")
+        store.reset()
+        with client.websocket_connect("/ws-untouched") as ws:
+            assert ws.receive_text() == "hello"
+    # With autoload but no cookie, loading needs no store either.
+    client = _ws_client(store, idle_timeout=60, save_every_request=True)
+    with client, client.websocket_connect("/ws") as ws:
+        assert ws.receive_json() == {"data": {}}
+        ws.send_text("nothing")
+        assert ws.receive_json() == {"ok": True}
+    assert store.total == 0
+
+
+def test_save_every_request_rewrites_a_session_a_websocket_loaded() -> None:
+    store = _memory()
+    with _ws_client(store, save_every_request=True) as client:
+        client.get("/seed")
+        store.reset()
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json() == {"data": {"user": "alice"}}
+            ws.send_text("nothing")
+            assert ws.receive_json() == {"ok": True}
+        assert store.calls["read"] == 1
+        assert store.writes == 1, "one rewrite in the connection's second, as one request"
+        assert client.get("/load").json()["data"] == {"user": "alice"}
+
+
+def test_a_websocket_does_not_refresh_a_cookie_session() -> None:
+    # No cookie can be sent over a websocket: its idle deadline is in the
+    # cookie, so only HTTP requests move it (docs/websockets.md says so).
+    cookies = make_backend("cookie").cookies
+    with _ws_client(cookies, secret_key=SECRET, idle_timeout=60) as client:
+        client.get("/seed")
+        cookies.reset()
+        with client.websocket_connect("/ws") as ws:
+            assert ws.receive_json() == {"data": {"user": "alice"}}
+            ws.send_text("nothing")
+            assert ws.receive_json() == {"ok": True}
+    assert (cookies.opens, cookies.seals) == (1, 0)
 
 
 # -- Django's idiom: a nested change, then modified = True ---------------------------

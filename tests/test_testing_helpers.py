@@ -59,6 +59,28 @@ def test_seed_then_the_app_then_read_with_cookie_sessions(chunked: bool) -> None
         assert client.get("/").json() == {"user": 7}
 
 
+@pytest.mark.parametrize("server", [False, True], ids=["cookie", "memory"])
+def test_aseed_session_works_for_a_client_without_base_url(server: bool) -> None:
+    # An AsyncClient built without base_url has an empty one (not none at
+    # all): the seeded cookie is then filed for http://testserver.
+    import anyio
+
+    from asgi_sessions.stores import MemoryStore
+
+    app = make_app(store=MemoryStore()) if server else make_app(secret_key=SECRET)
+
+    async def run() -> None:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport) as client:
+            await aseed_session(client, {"user": 42}, app)
+            assert (await client.get("http://testserver/")).json() == {"user": 42}
+            await client.get("http://testserver/add")
+            assert await aread_session(client, app) == {"user": 42, "cart": ["tea"]}
+            assert len(client.cookies.jar) == 1
+
+    anyio.run(run)
+
+
 @pytest.mark.parametrize("name", ["memory", "file", "sqlite", "redis"])
 def test_seed_then_the_app_then_read_with_server_sessions(name: str, tmp_path: Path) -> None:
     import anyio

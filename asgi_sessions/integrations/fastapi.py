@@ -12,6 +12,7 @@ Owns nothing but that glue: the session comes from ``SessionMiddleware``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -23,6 +24,22 @@ from ..session import Session
 
 __all__ = ["SessionDep", "get_session", "session_dependency"]
 
+# OpenAPI: component names match ^[a-zA-Z0-9.\-_]+$; cookie names may hold more.
+_NOT_IN_A_COMPONENT_NAME = re.compile(r"[^a-zA-Z0-9.\-_]")
+
+
+def _scheme_name(cookie_name: str) -> str:
+    """The OpenAPI security scheme that documents the cookie ``cookie_name``.
+
+    ``"session"`` for the default cookie (the name it always had, which
+    clients generated from the schema may refer to), ``"session-<name>"``
+    for any other: FastAPI keys schemes by name, so one shared name let the
+    last cookie registered overwrite the others.
+    """
+    if cookie_name == "session":
+        return "session"
+    return "session-" + _NOT_IN_A_COMPONENT_NAME.sub("_", cookie_name)
+
 
 def session_dependency(cookie_name: str = "session") -> Callable[..., Awaitable[Session]]:
     """A dependency for a middleware whose cookie is ``cookie_name``.
@@ -32,10 +49,14 @@ def session_dependency(cookie_name: str = "session") -> Callable[..., Awaitable[
 
         get_session = session_dependency("__Host-sid")
         SessionDep = Annotated[Session, Depends(get_session)]
+
+    Each cookie name is its own security scheme, ``session-<cookie name>``
+    (the default cookie's stays ``session``), so an app with two session
+    middlewares documents both cookies.
     """
     cookie = APIKeyCookie(
         name=cookie_name,
-        scheme_name="session",
+        scheme_name=_scheme_name(cookie_name),
         description="The session cookie set by asgi_sessions (HttpOnly; sent by the browser).",
         auto_error=False,  # a request without a session is a new, empty session
     )

@@ -102,10 +102,56 @@ def test_a_custom_cookie_name_is_documented() -> None:
         session["seen"] = True
         return {}
 
-    assert app.openapi()["components"]["securitySchemes"]["session"]["name"] == "sid"
+    assert app.openapi()["components"]["securitySchemes"]["session-sid"]["name"] == "sid"
     with TestClient(app) as client:
         client.get("/")
         assert "sid" in client.cookies
+
+
+def test_two_cookie_names_in_one_app_are_two_security_schemes() -> None:
+    # FastAPI keys schemes by name: one shared name let the last cookie
+    # registered overwrite the other, so /user claimed to send "admin_sid".
+    app = FastAPI()
+    admin_session = session_dependency("admin_sid")
+    host_session = session_dependency("__Host-sid")
+
+    @app.get("/user")
+    async def user(session: SessionDep) -> dict[str, Any]:
+        return {}
+
+    @app.get("/admin")
+    async def admin(session: Session = Depends(admin_session)) -> dict[str, Any]:  # noqa: B008
+        return {}
+
+    @app.get("/host")
+    async def host(session: Session = Depends(host_session)) -> dict[str, Any]:  # noqa: B008
+        return {}
+
+    schema = app.openapi()
+    schemes = schema["components"]["securitySchemes"]
+    assert {name: scheme["name"] for name, scheme in schemes.items()} == {
+        "session": "session",  # the default cookie keeps its scheme's name
+        "session-admin_sid": "admin_sid",
+        "session-__Host-sid": "__Host-sid",
+    }
+    paths = schema["paths"]
+    assert paths["/user"]["get"]["security"] == [{"session": []}]
+    assert paths["/admin"]["get"]["security"] == [{"session-admin_sid": []}]
+    assert paths["/host"]["get"]["security"] == [{"session-__Host-sid": []}]
+
+
+def test_a_scheme_name_holds_only_what_openapi_allows() -> None:
+    # Components are named by ^[a-zA-Z0-9.\-_]+$; a cookie name may hold more.
+    app = FastAPI()
+    dependency = session_dependency("my$sid")
+
+    @app.get("/")
+    async def view(session: Session = Depends(dependency)) -> dict[str, Any]:  # noqa: B008
+        return {}
+
+    schemes = app.openapi()["components"]["securitySchemes"]
+    assert list(schemes) == ["session-my_sid"]
+    assert schemes["session-my_sid"]["name"] == "my$sid"
 
 
 def test_without_the_middleware_the_error_says_so() -> None:
