@@ -248,9 +248,9 @@ class SQLStore(SessionStore):
         # a round trip of its own at every checkout (and another to switch
         # back), made before SQLAlchemy can tell a dead pooled connection from
         # a bug, so a connection the server closed while idle (wait_timeout)
-        # failed the read with the driver's raw error. MySQL starts no
-        # transaction for a plain SELECT anyway; the rollback on return ends
-        # its snapshot.
+        # failed the read with the driver's raw error. A plain connection's
+        # SELECT takes no locks; the rollback on its return to the pool ends
+        # the snapshot it read from.
         self._reader = (
             self._engine
             if self._dialect in _MYSQL
