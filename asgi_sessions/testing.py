@@ -94,6 +94,45 @@ def _split_frames(data: bytes) -> list[bytes]:
 _anyio = pytest.mark.anyio
 
 
+async def _compaction_racing_appends(
+    store: SessionStore,
+    compact: Callable[[StoreKey, bytes], Coroutine[Any, Any, bool]],
+    mine: bytes,
+) -> None:
+    """One compaction of a record's loaded prefix (to ``{SNAP}``) racing 30 appends.
+
+    ``compact(key, loaded)`` is ``replace`` or ``compact_and_append``; ``mine``
+    is what it appends itself (nothing for ``replace``). Every append must
+    land after the new prefix.
+    """
+    key = new_key()
+    loaded = b"{snap}" + b"".join(_frames(3))
+    await store.create(key, loaded, 60)
+    frames = [b"[%03d]" % index for index in range(30)]
+    compacted: list[bool] = []
+
+    async def add(frame: bytes) -> None:
+        assert await store.append(key, frame, 60)
+
+    async def run() -> None:
+        compacted.append(await compact(key, loaded))
+
+    async with anyio.create_task_group() as group:
+        for frame in frames[:15]:
+            group.start_soon(add, frame)
+        group.start_soon(run)
+        for frame in frames[15:]:
+            group.start_soon(add, frame)
+    # Appends only ever extend the record, so the loaded prefix matched: it was compacted.
+    assert compacted == [True]
+    stored = await store.read(key) or b""
+    assert stored.startswith(b"{SNAP}")
+    expected = sorted([*frames, mine] if mine else frames)
+    assert _split_frames(stored[len(b"{SNAP}") :]) == expected, (
+        "an append that raced the compaction was lost"
+    )
+
+
 def _needs_user_index(store: SessionStore) -> None:
     if not store.has_user_index:
         pytest.skip("this store keeps no user index")
@@ -381,30 +420,8 @@ class StoreConformance:
         """A compaction (``replace``) racing 30 appends keeps every appended frame."""
         if not (self.atomic_replace and self.atomic_append):
             pytest.skip("this store keeps a default, non-atomic append or replace")
-        key = new_key()
-        loaded = b"{snap}" + b"".join(_frames(3))
-        await store.create(key, loaded, 60)
-        frames = [b"[%03d]" % index for index in range(30)]
-        replaced: list[bool] = []
-
-        async def add(frame: bytes) -> None:
-            assert await store.append(key, frame, 60)
-
-        async def compact() -> None:
-            replaced.append(await store.replace(key, loaded, b"{SNAP}", 60))
-
-        async with anyio.create_task_group() as group:
-            for frame in frames[:15]:
-                group.start_soon(add, frame)
-            group.start_soon(compact)
-            for frame in frames[15:]:
-                group.start_soon(add, frame)
-        # Appends only ever extend the record, so the loaded prefix is still there.
-        assert replaced == [True]
-        stored = await store.read(key) or b""
-        assert stored.startswith(b"{SNAP}")
-        assert _split_frames(stored[len(b"{SNAP}") :]) == sorted(frames), (
-            "an append that raced the replace was lost"
+        await _compaction_racing_appends(
+            store, lambda key, loaded: store.replace(key, loaded, b"{SNAP}", 60), mine=b""
         )
 
     @_anyio
@@ -431,31 +448,11 @@ class StoreConformance:
         """A commit that compacts (``compact_and_append``) racing 30 appends keeps every frame."""
         if not (self.atomic_replace and self.atomic_append):
             pytest.skip("this store keeps a default, non-atomic append or replace")
-        key = new_key()
-        loaded = b"{snap}" + b"".join(_frames(3))
-        await store.create(key, loaded, 60)
-        frames = [b"[%03d]" % index for index in range(30)]
         mine = b"(me!)"
-        committed: list[bool] = []
-
-        async def add(frame: bytes) -> None:
-            assert await store.append(key, frame, 60)
-
-        async def commit() -> None:
-            committed.append(await store.compact_and_append(key, loaded, b"{SNAP}", mine, 60))
-
-        async with anyio.create_task_group() as group:
-            for frame in frames[:15]:
-                group.start_soon(add, frame)
-            group.start_soon(commit)
-            for frame in frames[15:]:
-                group.start_soon(add, frame)
-        # Appends only extend the record, so the loaded prefix matched: it was compacted.
-        assert committed == [True]
-        stored = await store.read(key) or b""
-        assert stored.startswith(b"{SNAP}")
-        assert _split_frames(stored[len(b"{SNAP}") :]) == sorted([*frames, mine]), (
-            "an append that raced compact_and_append was lost"
+        await _compaction_racing_appends(
+            store,
+            lambda key, loaded: store.compact_and_append(key, loaded, b"{SNAP}", mine, 60),
+            mine=mine,
         )
 
     # -- delete ----------------------------------------------------------------
