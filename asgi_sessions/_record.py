@@ -101,7 +101,8 @@ class Record:
             self.data.update(changes)
         removed = frame.get("r")
         if removed:
-            if not isinstance(removed, list):
+            # A tuple too: msgpack's ``use_list=False`` decodes arrays as tuples.
+            if not isinstance(removed, (list, tuple)):
                 raise ValueError("malformed frame")
             for key in removed:
                 self.data.pop(key, None)

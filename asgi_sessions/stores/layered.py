@@ -64,10 +64,18 @@ class WriteThroughStore(SessionStore):
         self.has_user_index = db.has_user_index
 
     async def _cached(self, operation: Callable[[], Awaitable[_T]], default: _T) -> _T:
+        # Any failure of the cache, not only an unavailable one: most calls
+        # here follow a database write that has committed, and a cache that
+        # fails in a way nobody foresaw must not turn that write into a 500.
         try:
             return await operation()
         except SessionStoreUnavailable:
             logger.warning("session cache unavailable; using the database alone")
+            return default
+        except Exception as exc:
+            logger.warning(
+                "session cache failed (%s); using the database alone", type(exc).__name__
+            )
             return default
 
     def _ttl(self, ttl: int) -> int:
@@ -111,11 +119,18 @@ class WriteThroughStore(SessionStore):
         async def bury() -> None:
             # A refill can slip in between the update and the create: then
             # the update runs again, over it.
-            for _ in range(2):
-                if await self.cache.update(key, _TOMBSTONE, self.cache_ttl):
-                    return
-                if await self.cache.create(key, _TOMBSTONE, self.cache_ttl):
-                    return
+            try:
+                for _ in range(2):
+                    if await self.cache.update(key, _TOMBSTONE, self.cache_ttl):
+                        return
+                    if await self.cache.create(key, _TOMBSTONE, self.cache_ttl):
+                        return
+            except SessionStoreUnavailable:
+                # A cache that refuses writes but still serves reads (Redis at
+                # maxmemory under noeviction) would go on serving the deleted
+                # record: drop the copy instead, which such a cache allows.
+                await self.cache.delete(key)
+                raise
 
         await self._cached(bury, None)
 
@@ -186,9 +201,28 @@ class WriteThroughStore(SessionStore):
         return done
 
     async def touch(self, key: StoreKey, ttl: int) -> None:
-        """Extend both."""
+        """Extend the database's record; the cached copy may be shortened, never extended.
+
+        Extending the cache too would let a copy outlive ``cache_ttl``: a copy
+        the database no longer has (a logout whose tombstone a cache outage
+        lost, or a refill that lost a race with a write) would be served, and
+        kept alive, for as long as the session stays active. A copy that runs
+        out is refilled from the database, with the record's remaining life.
+        A copy has at most ``cache_ttl`` left, so only a touch shorter than
+        that can leave it outliving the record, and costs a cache call.
+        """
         await self.db.touch(key, ttl)
-        await self._cached(lambda: self.cache.touch(key, self._ttl(ttl)), None)
+        if ttl >= self.cache_ttl:
+            return
+
+        async def shorten() -> None:
+            found = await self.cache.read_with_ttl(key)
+            if found is None or found[0] == _TOMBSTONE:
+                return  # a tombstone keeps its full life: it guards against refills
+            if found[1] is None or found[1] > ttl:
+                await self.cache.touch(key, ttl)
+
+        await self._cached(shorten, None)
 
     async def delete(self, key: StoreKey) -> None:
         """Delete from the database, then leave a tombstone in the cache (also if it failed)."""

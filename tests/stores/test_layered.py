@@ -98,15 +98,36 @@ async def test_writes_reach_both(tmp_path: Path) -> None:
     assert await cache.read(key) not in (None, b"v2+")  # a tombstone, not an empty slot
 
 
+class _BrokenCache(MemoryStore):
+    """A cache failing in a way nobody foresaw, after the database committed."""
+
+    async def read(self, key: StoreKey) -> bytes | None:
+        raise RuntimeError("unexpected cache failure")
+
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        raise RuntimeError("unexpected cache failure")
+
+    async def replace(self, key: StoreKey, expected: bytes, data: bytes, ttl: int) -> bool:
+        raise RuntimeError("unexpected cache failure")
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_a_dead_cache_loses_no_write(tmp_path: Path, anyio_backend: str) -> None:
+@pytest.mark.parametrize("cache", ["dead", "broken"])
+async def test_a_failing_cache_loses_no_write(
+    tmp_path: Path, anyio_backend: str, cache: str
+) -> None:
+    # Dead: a Redis nobody listens for. Broken: a cache failing in a way
+    # nobody foresaw, after the database committed; neither may fail a write.
     db = FileStore(tmp_path / "db")
-    store = WriteThroughStore(_dead_redis(), db)
+    store = WriteThroughStore(_dead_redis() if cache == "dead" else _BrokenCache(), db)
     key = new_key()
     assert await store.create(key, b"kept", 60)
+    assert await store.update(key, b"kept", 60)
     assert await store.append(key, b"+more", 60)
     assert await db.read(key) == b"kept+more"
     assert await store.read(key) == b"kept+more"
+    await store.delete(key)
+    assert await db.read(key) is None
 
 
 def test_cache_ttl_must_be_positive(tmp_path: Path) -> None:
@@ -275,4 +296,44 @@ async def test_a_failed_delete_still_buries_the_cached_copy(tmp_path: Path, meth
     assert await store.read(key) == b"logged in"  # cached
     with pytest.raises(SessionStoreUnavailable):
         await getattr(store, method)(key)
+    assert await store.read(key) is None
+
+
+async def test_a_touch_does_not_keep_a_cached_copy_past_cache_ttl(tmp_path: Path) -> None:
+    # A copy the database no longer has (its tombstone lost to a cache
+    # outage) must not be kept alive by an active session's touches.
+    cache, db = MemoryStore(), FileStore(tmp_path / "db")
+    store = WriteThroughStore(cache, db, cache_ttl=1)
+    key = new_key()
+    assert await store.create(key, b"logged in", 60)
+    await db.delete(key)  # the logout reached the database alone
+    for _ in range(3):
+        await store.touch(key, 60)
+        await anyio.sleep(0.4)
+    assert await store.read(key) is None
+
+
+class _WriteRefusingCache(MemoryStore):
+    """A cache that serves reads and deletes but refuses writes (Redis at maxmemory)."""
+
+    refusing = False
+
+    async def update(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        if self.refusing:
+            raise SessionStoreUnavailable("OOM")
+        return await super().update(key, data, ttl)
+
+    async def create(self, key: StoreKey, data: bytes, ttl: int) -> bool:
+        if self.refusing:
+            raise SessionStoreUnavailable("OOM")
+        return await super().create(key, data, ttl)
+
+
+async def test_a_cache_refusing_writes_drops_a_deleted_copy(tmp_path: Path) -> None:
+    cache = _WriteRefusingCache()
+    store = WriteThroughStore(cache, FileStore(tmp_path / "db"))
+    key = new_key()
+    assert await store.create(key, b"logged in", 60)
+    cache.refusing = True
+    await store.delete(key)
     assert await store.read(key) is None
