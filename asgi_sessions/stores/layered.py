@@ -69,13 +69,13 @@ class WriteThroughStore(SessionStore):
         # fails in a way nobody foresaw must not turn that write into a 500.
         try:
             return await operation()
-        except SessionStoreUnavailable:
-            logger.warning("session cache unavailable; using the database alone")
-            return default
         except Exception as exc:
-            logger.warning(
-                "session cache failed (%s); using the database alone", type(exc).__name__
+            what = (
+                "unavailable"
+                if isinstance(exc, SessionStoreUnavailable)
+                else f"failed ({type(exc).__name__})"
             )
+            logger.warning("session cache %s; using the database alone", what)
             return default
 
     def _ttl(self, ttl: int) -> int:
