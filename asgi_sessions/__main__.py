@@ -3,8 +3,11 @@
 - ``keygen`` prints a fresh 256-bit secret for ``secret_key``.
 - ``clear-expired --store URL`` removes expired sessions from a server store
   (for cron; with Redis it only prunes the user index of "log out everywhere") and
-  prints how many were removed. A failure is one line on stderr and exit status
-  2 (bad URL), 3 (store unreachable) or 4 (the store refused, e.g. credentials).
+  prints how many were removed. It never creates a store: a ``file://`` directory
+  or SQLite database file that does not exist is an error. A failure is one line
+  on stderr and exit status 2 (bad URL, or no such directory or database file),
+  3 (store unreachable) or 4 (the store refused, e.g. credentials or a denied
+  permission).
 - ``inspect COOKIE --secret S`` decrypts a session cookie (a value, or a whole
   ``Cookie`` header for a session chunked over several cookies) and prints its data
   with its creation, issue and expiry times: for debugging, with your own
@@ -14,8 +17,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import secrets
+import stat
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -55,12 +61,103 @@ _EXIT_CODES = f"""\
 exit status:
   0  done
   {EXIT_CONFIGURATION}  bad usage or store URL (unknown scheme or query parameter, malformed URL,
-     driver not installed)
+     driver not installed, no such file:// directory or SQLite database file:
+     clear-expired never creates a store)
   {EXIT_UNAVAILABLE}  the store cannot be reached or did not answer in time (for Redis, also
      refused credentials)
   {EXIT_STORE_ERROR}  the store answered with an error (wrong credentials, denied permission,
      missing table)
 """
+
+_DENIED = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""File system errors that mean "not allowed": the store refused (exit status 4)."""
+
+_NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EEXIST, errno.ELOOP, errno.ENAMETOOLONG})
+"""File system errors that mean the path names no usable store (exit status 2).
+
+``EEXIST``: something other than a directory sits where ``FileStore`` keeps its
+``.locks``. Retrying cannot help, unlike an I/O error or a hung network file
+system (exit status 3).
+"""
+
+
+class _Refused(Exception):
+    """The store's files exist but may not be used (a denied permission): exit status 4."""
+
+
+def _from_os_error(error: OSError) -> Exception:
+    """The error to report for ``error`` on a store's own files, by what retrying would do."""
+    name = errno.errorcode.get(error.errno or 0, type(error).__name__)
+    detail = f"{error.strerror or name} ({name})"
+    if error.filename is not None:
+        detail = f"{detail}: {os.fsdecode(error.filename)}"
+    if error.errno in _DENIED:
+        return _Refused(detail)
+    if error.errno in _NOT_THERE:
+        return ImproperlyConfigured(detail)
+    return SessionStoreUnavailable(detail)
+
+
+def _require_existing(store: SessionStore) -> None:
+    """Raise unless the files of a ``FileStore`` or SQLite ``SQLStore`` already exist.
+
+    Both create them on first use, as an app wants; from cron, a mistyped path
+    would instead create an empty store and report "removed 0" every night.
+    """
+    if isinstance(store, FileStore):
+        _stat_store(store.directory, "directory", want_directory=True)
+        return
+    try:
+        from .stores.sql import SQLStore
+    except ImportError:  # no SQLAlchemy: the store cannot be a SQLStore
+        return
+    if not isinstance(store, SQLStore):
+        return
+    url = store.engine.url
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return  # a server, or an in-memory database: nothing on disk to check
+    path = os.path.abspath(database)  # relative to the current directory, as SQLite's is
+    _stat_store(path, "SQLite database file", want_directory=False)
+    if not os.access(path, os.R_OK | os.W_OK):
+        # SQLite would say "unable to open database file", a CANTOPEN that
+        # SQLStore reports as an outage (3); it is a denied permission (4).
+        raise _Refused(f"{os.strerror(errno.EACCES)} (EACCES): {path}")
+
+
+def _stat_store(path: str | os.PathLike[str], what: str, *, want_directory: bool) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ImproperlyConfigured(f"no such {what}: {os.fspath(path)}") from None
+        raise _from_os_error(exc) from None
+    if stat.S_ISDIR(mode) != want_directory:
+        raise ImproperlyConfigured(f"not a {what}: {os.fspath(path)}")
+
+
+def _failure(error: Exception, store: SessionStore | None) -> tuple[str, int]:
+    """What to print for ``error``, and the exit status."""
+    context = error.__context__
+    if (
+        isinstance(store, FileStore)
+        and isinstance(error, SessionStoreUnavailable)
+        and isinstance(context, OSError)
+        and context.errno in _DENIED | _NOT_THERE
+    ):
+        # FileStore reports every OSError as unavailability (a request gets a
+        # 503 either way), raised "from None", which keeps the OSError as the
+        # context: a denied permission, or a path that is no store, is not an
+        # outage that retrying would end.
+        error = _from_os_error(context)
+    if isinstance(error, ImproperlyConfigured):
+        return f"bad store URL: {error}", EXIT_CONFIGURATION
+    if isinstance(error, SessionStoreUnavailable):
+        return f"store unavailable: {error}", EXIT_UNAVAILABLE
+    if isinstance(error, _Refused):
+        return f"the store refused: {error}", EXIT_STORE_ERROR
+    # The driver's own errors: unknown in number and kind.
+    return f"the store refused: {_describe(error)}", EXIT_STORE_ERROR
 
 
 def _clear_expired(args: argparse.Namespace) -> int:
@@ -68,7 +165,8 @@ def _clear_expired(args: argparse.Namespace) -> int:
 
     It runs from cron, whose mail should say what is wrong in a line, not in a
     traceback, and a wrapper script can tell "retry later" (3) from "fix the
-    configuration" (2, 4) by the status. Nothing printed repeats the URL's password.
+    configuration" (2, 4) by the status. It never creates a store (see
+    :func:`_require_existing`). Nothing printed repeats the URL's password.
     """
     url: str = args.store
 
@@ -78,19 +176,14 @@ def _clear_expired(args: argparse.Namespace) -> int:
         finally:
             await store.close()
 
+    store: SessionStore | None = None
     try:
         store = store_from_url(url)
-        if isinstance(store, FileStore) and not store.directory.is_dir():
-            # FileStore makes its directory on first use; a mistyped path
-            # here would otherwise "succeed" from cron forever.
-            raise ImproperlyConfigured(f"no such directory: {store.directory}")
+        _require_existing(store)
         removed = anyio.run(run, store)
-    except ImproperlyConfigured as exc:
-        return _fail(f"bad store URL: {exc}", url, EXIT_CONFIGURATION)
-    except SessionStoreUnavailable as exc:
-        return _fail(f"store unavailable: {exc}", url, EXIT_UNAVAILABLE)
-    except Exception as exc:  # the driver's own errors: unknown in number and kind
-        return _fail(f"the store refused: {_describe(exc)}", url, EXIT_STORE_ERROR)
+    except Exception as exc:
+        message, status = _failure(exc, store)
+        return _fail(message, url, status)
     print(f"removed {removed} expired session(s)")
     return 0
 

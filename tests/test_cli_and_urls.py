@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import Any
@@ -305,6 +306,187 @@ def test_clear_expired_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[s
     assert "exit status:" in out
     for status in ("2", "3", "4"):
         assert f"  {status}  " in out
+
+
+# -- clear-expired never creates a store, and says why it cannot use one ----------------------
+
+
+def _one_line_failure(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("clear-expired: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize("missing", ["typo.db", "typo-dir/sessions.db"])
+def test_clear_expired_never_creates_a_sqlite_database(
+    missing: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It created an empty sessions.db (0644) and reported "removed 0"; in a
+    # missing directory it failed as an outage (3), worth retrying forever.
+    path = tmp_path / missing
+    assert main(["clear-expired", "--store", f"sqlite+aiosqlite:///{path}"]) == 2
+    line = _one_line_failure(capsys)
+    assert line == f"clear-expired: bad store URL: no such SQLite database file: {path}"
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_clear_expired_refuses_a_sqlite_path_that_is_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["clear-expired", "--store", f"sqlite+aiosqlite:///{tmp_path}"]) == 2
+    assert "not a SQLite database file" in _one_line_failure(capsys)
+
+
+def test_clear_expired_works_on_an_existing_sqlite_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The app still creates the database on demand; clear-expired then cleans it."""
+    from sqlalchemy import update
+
+    from asgi_sessions.stores import SQLStore
+
+    monkeypatch.chdir(tmp_path)
+    url = "sqlite+aiosqlite:///sessions.db"  # relative: to the current directory
+    gone, live = new_key(), new_key()
+
+    async def seed() -> None:
+        store = store_from_url(url)
+        assert isinstance(store, SQLStore)
+        try:
+            for key in (gone, live):
+                assert await store.create(key, b"x", 600)
+            async with store.engine.begin() as conn:
+                table = store.table
+                await conn.execute(update(table).where(table.c.key == gone).values(expires_at=1))
+        finally:
+            await store.close()
+
+    anyio.run(seed)
+    assert (tmp_path / "sessions.db").is_file()
+    assert main(["clear-expired", "--store", url]) == 0
+    assert capsys.readouterr().out.strip() == "removed 1 expired session(s)"
+
+
+@pytest.mark.parametrize("below", ["", "/sub"])
+def test_clear_expired_on_a_file_store_that_is_a_file_is_a_configuration_error(
+    below: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    regular = tmp_path / "sessions"
+    regular.write_bytes(b"not a directory")
+    assert main(["clear-expired", "--store", f"file://{regular}{below}"]) == 2
+    line = _one_line_failure(capsys)
+    assert ("not a directory" if not below else "no such directory") in line
+    assert regular.read_bytes() == b"not a directory"
+
+
+def test_clear_expired_on_a_file_store_with_a_foreign_locks_file_is_a_configuration_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A regular file where FileStore keeps its lock directory: it exited 3
+    # ("store unavailable"), which a wrapper script would retry for ever.
+    (tmp_path / ".locks").write_bytes(b"")
+    assert main(["clear-expired", "--store", f"file://{tmp_path}"]) == 2
+    line = _one_line_failure(capsys)
+    assert line.startswith("clear-expired: bad store URL: ")
+    assert "EEXIST" in line
+
+
+_UNPRIVILEGED = """import os, sys
+
+import anyio, anyio.to_thread
+
+from asgi_sessions.__main__ import main
+from asgi_sessions.stores import store_from_url
+
+# Load everything a run needs while the interpreter's own files are readable.
+anyio.run(anyio.to_thread.run_sync, lambda: None)
+store_from_url("sqlite+aiosqlite:///warm-up.db")  # imports the dialect and aiosqlite
+if os.geteuid() == 0:  # root reads anything: become a user permissions apply to
+    try:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
+    except OSError:
+        sys.exit(99)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _run_unprivileged(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m asgi_sessions ARGS`` as a user whom file permissions bind.
+
+    The tests run as root here, which no mode bits stop (CAP_DAC_OVERRIDE), so
+    the child drops to ``nobody`` once its imports are done (the interpreter
+    lives under /root, which ``nobody`` cannot read). A real EACCES, no mocks.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", _UNPRIVILEGED, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode == 99:
+        pytest.skip("cannot drop root privileges here (no CAP_SETUID)")
+    return result
+
+
+@pytest.fixture
+def world_reachable_dir() -> Iterator[Path]:
+    """A directory anybody may enter (pytest's tmp_path is under a 0700 one)."""
+    import shutil
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="asgi-sessions-cli-"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        for root, dirs, _ in os.walk(path):  # top-down: each one is opened before it is walked
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o700)
+        shutil.rmtree(path)
+
+
+def _assert_refused(result: subprocess.CompletedProcess[str], named: Path) -> None:
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("clear-expired: the store refused: Permission denied (EACCES)")
+    assert str(named) in lines[0]
+    assert result.returncode == 4, result.stderr
+
+
+@pytest.mark.parametrize("denied", ["store", "parent"])
+def test_clear_expired_on_a_file_store_it_may_not_enter_exits_4(
+    denied: str, world_reachable_dir: Path
+) -> None:
+    # The store directory itself unreadable exited 3 ("store unavailable:
+    # file session store failed: EACCES"); the documented status is 4.
+    parent = world_reachable_dir / "parent"
+    store = parent / "sessions"
+    store.mkdir(parents=True)
+    (parent if denied == "parent" else store).chmod(0o000)
+    result = _run_unprivileged("clear-expired", "--store", f"file://{store}")
+    _assert_refused(result, store if denied == "parent" else store / ".locks")
+    parent.chmod(0o700)
+    store.chmod(0o700)
+    assert sorted(p.name for p in store.iterdir()) == []  # not even .locks was made
+
+
+def test_clear_expired_on_a_sqlite_database_it_may_not_open_exits_4(
+    world_reachable_dir: Path,
+) -> None:
+    # SQLite's "unable to open database file" (CANTOPEN) exited 3 as an outage.
+    database = world_reachable_dir / "sessions.db"
+    database.write_bytes(b"")
+    database.chmod(0o000)
+    result = _run_unprivileged("clear-expired", "--store", f"sqlite+aiosqlite:///{database}")
+    _assert_refused(result, database)
 
 
 # -- query parameters: the store's own options, or refused at once ---------------------------
