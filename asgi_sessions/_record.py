@@ -165,7 +165,11 @@ def frame_bytes(serializer: Serializer, frame: dict[str, Any]) -> bytes:
 
 
 def decode_frames(serializer: Serializer, blob: bytes) -> Record:
-    """Replay every length-prefixed frame in ``blob``. Raises ValueError if malformed."""
+    """Replay every length-prefixed frame in ``blob``. Raises ValueError if malformed.
+
+    The serializer's own errors for a frame it cannot decode (``ValueError``,
+    ``TypeError``) pass through; a ``RecursionError`` becomes a ``ValueError``.
+    """
     record = Record()
     view = memoryview(blob)
     offset = 0
@@ -177,7 +181,13 @@ def decode_frames(serializer: Serializer, blob: bytes) -> Record:
         offset += 4
         if size > end - offset:
             raise ValueError("truncated record")
-        record.apply(serializer.loads(bytes(view[offset : offset + size])))
+        try:
+            frame = serializer.loads(bytes(view[offset : offset + size]))
+        except RecursionError:
+            # Nested deeper than this stack can decode (written by a process
+            # with a higher limit, or encoded at a shallower stack): unreadable.
+            raise ValueError("record nested too deeply to decode") from None
+        record.apply(frame)
         offset += size
     if record.frames == 0:
         raise ValueError("empty record")

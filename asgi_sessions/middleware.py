@@ -18,7 +18,7 @@ import inspect
 import logging
 import warnings
 from collections.abc import Awaitable, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,7 +32,7 @@ from .errors import (
     SessionStoreUnavailable,
 )
 from .events import EventHook
-from .serializers import JSONSerializer, Serializer
+from .serializers import JSONSerializer, Serializer, check_serializer
 from .session import (
     _COOKIE_PENDING,
     _LOADED,
@@ -205,7 +205,7 @@ class SessionMiddleware:
             idle_timeout=_seconds("idle_timeout", idle_timeout),
             absolute_timeout=_seconds("absolute_timeout", absolute_timeout),
             save_every_request=save_every_request,
-            serializer=serializer or JSONSerializer(),
+            serializer=JSONSerializer() if serializer is None else check_serializer(serializer),
             # Unchunked cookies skip read_value's reassembly step.
             read_token=self.cookie.read_value if chunked else self.cookie.read,
             on_event=on_event,
@@ -453,6 +453,10 @@ class SessionMiddleware:
             await _save_late(session, _WS_CHANGES, refresh=refresh_due())
 
 
+_ENCODING_ERRORS: Final = (TypeError, ValueError, OverflowError, RecursionError)
+"""What a serializer raises for a value it cannot encode (json, msgpack, pickle)."""
+
+
 async def _save_late(
     session: Session, what: str, status: int = 200, *, refresh: bool = False
 ) -> bool:
@@ -462,8 +466,9 @@ async def _save_late(
     the session after the headers were sent. Nobody is left to tell of a
     failure, so it is logged instead of raised into the server: a logout in
     another tab (the change must not resurrect the session), a store that
-    is down, or a session that never had an id (no cookie can carry a new
-    one now). Returns whether the changes were dropped.
+    is down, a session that never had an id (no cookie can carry a new
+    one now), or a value the serializer cannot encode. Returns whether the
+    changes were dropped.
 
     ``refresh`` commits a loaded session even if nothing changed, so that
     ``idle_timeout`` touches it and ``save_every_request`` rewrites it: what
@@ -480,6 +485,16 @@ async def _save_late(
         logger.warning("session store unavailable: %s could not be saved", what)
     except SessionError as exc:
         logger.warning("%s dropped: %s", what, exc)
+    except _ENCODING_ERRORS as exc:
+        # A value the serializer refuses: the app's bug, but raising it here
+        # would only reach the server (or the handler's close()), after the
+        # client was answered. The message names the type, not the value.
+        logger.error(
+            "%s dropped: the session could not be serialized (%s: %s)",
+            what,
+            type(exc).__name__,
+            exc,
+        )
     else:
         return False
     return True

@@ -17,7 +17,24 @@ import json.scanner
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
+from .errors import ImproperlyConfigured
+
 __all__ = ["JSONSerializer", "Serializer"]
+
+_CODE_SERIALIZERS: frozenset[str] = frozenset(
+    {"pickle", "_pickle", "dill", "cloudpickle", "marshal"}
+)
+"""Modules whose ``loads`` runs (or crashes on) what the bytes say, not data."""
+
+_PROBE: dict[str, Any] = {
+    "c": 1_700_000_000,
+    "i": 1_700_000_001,
+    "e": None,
+    "z": 1,
+    "s": {"user": "alice", "n": 3, "f": 2.5, "t": True, "x": None, "m": {"é": "ü"}},
+}
+"""A record shaped like the ones sessions write (see ``_record``), lists aside:
+a serializer may decode those as tuples (msgpack's ``use_list=False``)."""
 
 
 @runtime_checkable
@@ -27,8 +44,26 @@ class Serializer(Protocol):
     ``dumps`` receives dicts, lists, strings, numbers, booleans and ``None``
     (the record around the session data is made of those too) and must return
     bytes that ``loads`` turns back into an equal value. ``loads`` may raise
-    any ``ValueError`` (or subclass) on bytes it does not recognise; the
-    session is then treated as missing.
+    any ``ValueError`` (or subclass), ``TypeError`` or ``RecursionError`` on
+    bytes it does not recognise or cannot decode; the session is then treated
+    as missing (a fresh empty session, never a 500).
+
+    ``SessionMiddleware`` checks the serializer it is given when it is built
+    and raises ``ImproperlyConfigured`` for one that cannot work: the
+    ``pickle`` module (anyone who can write a record would run code), one
+    without callable ``dumps`` and ``loads``, or one whose ``dumps`` does not
+    return ``bytes`` or whose ``loads`` does not give back an equal record
+    (msgpack needs ``raw=False``; lists may come back as tuples).
+
+    ``dumps`` raises (``TypeError``, ``ValueError``, ``OverflowError`` or
+    ``RecursionError``) for a value it cannot encode: the app's bug. When the
+    session is saved as the response starts, that error reaches the app's
+    server as a 500 and nothing was written or deleted first: a ``flush()``
+    followed by such a value keeps the old session. Saved later (a websocket
+    that ends, a response body that changes the session after the headers)
+    nobody is left to answer: the changes are dropped and the
+    ``asgi_sessions`` logger says so at ERROR with the exception's text (which
+    for :class:`JSONSerializer` names the type, not the value).
     """
 
     def dumps(self, value: Any) -> bytes:
@@ -38,6 +73,57 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any:
         """Deserialise bytes produced by :meth:`dumps`."""
         ...
+
+
+def check_serializer(serializer: Any) -> Serializer:
+    """Return ``serializer`` if it can carry sessions; raise ``ImproperlyConfigured`` if not.
+
+    Run once, when the middleware is built: a serializer that cannot work
+    would otherwise fail on the first write (a 500 in production), or, worse,
+    write records it cannot read back, so every session silently starts
+    empty. It refuses the ``pickle`` module (and ``dill``, ``cloudpickle``,
+    ``marshal``): anyone who can write to the store or forge a record would
+    run code. It then encodes a small record and decodes it: ``dumps`` must
+    return ``bytes`` and ``loads`` must give back an equal value (strings as
+    ``str``, not ``bytes``).
+    """
+    name = getattr(serializer, "__name__", None)
+    if isinstance(name, str) and name.split(".")[-1] in _CODE_SERIALIZERS:
+        raise ImproperlyConfigured(
+            f"serializer={name} would let anyone who can write a session record run code; "
+            "use JSONSerializer (the default) or a data-only format such as msgpack"
+        )
+    dumps = getattr(serializer, "dumps", None)
+    loads = getattr(serializer, "loads", None)
+    if not callable(dumps) or not callable(loads):
+        raise ImproperlyConfigured(
+            "serializer must have dumps(value) -> bytes and loads(bytes) -> value methods"
+        )
+    hint = " (was a class passed instead of an instance?)" if isinstance(serializer, type) else ""
+    try:
+        data = dumps(_PROBE)
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            f"serializer.dumps failed on a plain session record{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(data, bytes):
+        raise ImproperlyConfigured(
+            f"serializer.dumps must return bytes, not {type(data).__name__}"
+            + (" (json.dumps returns str: use JSONSerializer)" if isinstance(data, str) else "")
+        )
+    try:
+        back = loads(data)
+    except Exception as exc:
+        raise ImproperlyConfigured(
+            f"serializer.loads failed on what its dumps wrote{hint}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if back != _PROBE:
+        raise ImproperlyConfigured(
+            "serializer.loads did not give back what dumps was given (strings must decode "
+            "as str, mappings as dicts, e.g. msgpack needs raw=False): sessions written "
+            "with it could not be read back"
+        )
+    return serializer  # type: ignore[no-any-return]
 
 
 def _refuse(value: Any) -> Any:

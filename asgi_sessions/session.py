@@ -134,6 +134,10 @@ _cookie_update: Callable[[tuple[str | None, int | None]], CookieUpdate] = partia
 )
 
 
+_CreatePlan = tuple[int, int | None, int, bytes]
+"""A new record, encoded before any store I/O: (created, cookie Max-Age, TTL, blob)."""
+
+
 def _no_token(source: Any) -> str | None:
     return None
 
@@ -345,6 +349,10 @@ class Session(dict[str, Any]):
             record = decode_frames(self._backend.serializer, blob)
         except (ValueError, TypeError):
             self._event("rejected", session_id, "malformed record")
+            # Unlike a bad cookie (anyone can send one), a record the store
+            # holds under a valid id is ours: a changed serializer, or
+            # corruption. The operator should hear of it, as Django logs it.
+            logger.warning("a stored session record could not be decoded; the session starts empty")
             return
         if self._expired(record, _now()):
             self._event("expired", session_id, "record")
@@ -389,9 +397,13 @@ class Session(dict[str, Any]):
                 created, issued, expires, kind, value = _unpack_head(payload)
                 expiry = None if kind == 0 else unpack_expiry(kind, value)
                 data = backend.serializer.loads(payload[_HEAD_SIZE:])
-            except (ValueError, TypeError, struct.error):
+            except (ValueError, TypeError, RecursionError, struct.error):
                 data = None
-            if type(data) is not dict:
+            # The exact type first: it is what every built-in serializer
+            # returns, and the cheaper test on a path every read takes.
+            if type(data) is not dict and not isinstance(data, dict):
+                # DEBUG only, like every refused cookie: a browser replays it on
+                # every request until the session is next written.
                 self._event("rejected", reason="malformed payload")
                 return
         if expiry is None:
@@ -1147,9 +1159,20 @@ class Session(dict[str, Any]):
             else:
                 return None  # untouched: no store I/O
         now = _now()
+        key = self._key
+        # Emptied by flush() or clear() (a logout, as Starlette apps write
+        # it), or never stored. A session emptied key by key is written (and
+        # cycled, and touched) like any other: a parallel request may have
+        # added a key meanwhile, which must survive.
+        emptied = not dict.__len__(self) and (key is None or self._cleared)
+        # A new record is encoded before any store I/O: a value the
+        # serializer refuses (the app's bug, a 500) must not come after the
+        # old record was deleted (flush() then new data), nor after anything
+        # else was written.
+        plan = None if emptied or not (key is None or self._cycle) else self._plan_create(now)
         old_key = self._old_key
         update: CookieUpdate | None = None
-        if old_key is not None and old_key != self._key:
+        if old_key is not None and old_key != key:
             # Only a record that was there ended a session: an id the store
             # no longer held (expired, never ours) ends nothing.
             if await _end(store, store_key(old_key)) and self._flushed and self._ended:
@@ -1162,12 +1185,7 @@ class Session(dict[str, Any]):
             # racing a login), so end wherever it went.
             await _end(store, store_key(self._unknown))
             self._unknown = None
-        key = self._key
-        if not dict.__len__(self) and (key is None or self._cleared):
-            # Emptied by flush() or clear() (a logout, as Starlette apps
-            # write it), or never stored. A session emptied key by key is
-            # written (and cycled, and touched) like any other: a parallel
-            # request may have added a key meanwhile, which must survive.
+        if emptied:
             if key is not None and self._modified:
                 await _end(store, store_key(key))
                 self._key = None
@@ -1178,11 +1196,12 @@ class Session(dict[str, Any]):
                 update = _DELETE
             self._reset_changes()
             return update
-        if key is None or self._cycle:
+        if plan is not None or key is None:
+            assert plan is not None  # every session not emptied with no key gets one
             if key is None and self._unknown is not None:
                 await self._refuse_if_moved(store, self._unknown)
             origin = self._origin  # _create replaces it with the copy's
-            update = await self._create(store, now, can_set_cookie)
+            update = await self._create(store, now, plan, can_set_cookie)
             if key is not None and not self._gone:
                 await self._retire(store, key, update, now, origin)
             else:
@@ -1208,13 +1227,8 @@ class Session(dict[str, Any]):
         self._reset_changes()
         return update
 
-    async def _create(self, store: SessionStore, now: int, can_set_cookie: bool) -> CookieUpdate:
-        if not can_set_cookie:
-            raise SessionError(
-                "a new session id cannot be issued here (no cookie can be sent: the "
-                "response has started or this is a websocket); create or cycle the "
-                "session in an HTTP request before its response starts"
-            )
+    def _plan_create(self, now: int) -> _CreatePlan:
+        """Everything a new record needs, encoded, with no store I/O yet."""
         created = self._created if self._created is not None and not self._flushed else now
         expires, cookie_age = self._plan_expiry(now, created)
         ttl = self._ttl(now, expires)
@@ -1226,6 +1240,24 @@ class Session(dict[str, Any]):
             snapshot=dict(dict.items(self)),
         )
         blob = frame_bytes(self._backend.serializer, frame)
+        return created, cookie_age, ttl, blob
+
+    async def _create(
+        self, store: SessionStore, now: int, plan: _CreatePlan, can_set_cookie: bool
+    ) -> CookieUpdate:
+        """Store the record ``plan`` holds under a fresh id.
+
+        Refused where no cookie can carry the id. The old record is ended
+        first all the same: a flush() there is a logout, which must hold
+        even if the data meant for a new session is dropped.
+        """
+        if not can_set_cookie:
+            raise SessionError(
+                "a new session id cannot be issued here (no cookie can be sent: the "
+                "response has started or this is a websocket); create or cycle the "
+                "session in an HTTP request before its response starts"
+            )
+        created, cookie_age, ttl, blob = plan
         if ttl >= 1:
             for _ in range(_CREATE_ATTEMPTS):
                 new_id = new_session_id()

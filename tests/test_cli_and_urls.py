@@ -672,6 +672,12 @@ def test_bad_sql_urls_name_the_supported_drivers(url: str) -> None:
         assert driver in message
 
 
+@pytest.mark.parametrize("url", ["postgres+asyncpg://u@h/db", "postgres://u@h/db"])
+def test_the_postgres_spelling_is_corrected(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"is spelled postgresql\+asyncpg://"):
+        store_from_url(url)
+
+
 # -- plugins, installed for real (a dist-info on sys.path) -------------------------------------
 
 

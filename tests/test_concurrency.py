@@ -26,19 +26,31 @@ from starlette.routing import Route
 from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.stores import SessionStore
 from tests.apps import in_background
-from tests.backends import STORES, store_factory
+from tests.backends import ASYNCIO_ONLY, STORES, store_factory
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=STORES)
-def store_name(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+_RUNS = [(name, "asyncio") for name in STORES] + [
+    (name, "trio") for name in STORES if name not in ASYNCIO_ONLY
+]
+"""Every store on asyncio, and the anyio-neutral ones (memory, file) on trio too."""
+
+
+@pytest.fixture(params=_RUNS, ids=[f"{name}-{backend}" for name, backend in _RUNS])
+def _run(request: pytest.FixtureRequest) -> tuple[str, str]:
+    name, backend = request.param
+    return name, backend
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def store_name(_run: tuple[str, str]) -> str:
+    return _run[0]
+
+
+@pytest.fixture
+def anyio_backend(_run: tuple[str, str]) -> str:
+    return _run[1]
 
 
 class Barrier:

@@ -574,3 +574,9 @@ def test_browser_session_cookies_still_end_on_the_server() -> None:
     assert _show(sealed(now, now + DEFAULT_SERVER_AGE), store=store, max_age=None)[0] == {
         "user": "alice"
     }
+
+
+def test_starlette_cookie_nested_too_deeply_to_decode_is_refused() -> None:
+    deep = b'{"tree":' + b"[" * 1500 + b"]" * 1500 + b"}"
+    token = itsdangerous.TimestampSigner(SECRET).sign(base64.b64encode(deep)).decode()
+    assert _show(token, store=_migrating())[0] == {}

@@ -288,7 +288,11 @@ a warning, so it is refused when the store is built.
 
 def _sql_store(url: str, scheme: str) -> SessionStore:
     """A :class:`SQLStore`; every way the URL can be wrong is an ImproperlyConfigured."""
-    _, plus, driver = scheme.partition("+")
+    dialect, plus, driver = scheme.partition("+")
+    if dialect == "postgres":  # Heroku's and libpq's spelling; SQLAlchemy 1.4 dropped it
+        raise ImproperlyConfigured(
+            f"{scheme}:// is spelled postgresql+asyncpg:// in a SQL store URL; {_SQL_SUPPORTED}"
+        )
     if not plus or driver not in _SQL_DRIVERS:
         named = f" ({driver!r} is not one of them)" if plus else ""
         raise ImproperlyConfigured(f"SQL store URLs name an async driver{named}; {_SQL_SUPPORTED}")

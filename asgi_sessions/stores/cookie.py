@@ -171,7 +171,7 @@ class EncryptedCookieStore(CookieStore):
                 continue
             try:
                 value = json.loads(base64.b64decode(unsigned, validate=True))
-            except (binascii.Error, ValueError):
+            except (binascii.Error, ValueError, RecursionError):
                 break
             if not isinstance(value, dict):
                 break

@@ -112,7 +112,7 @@ class _Deadline:
     A thread cannot be interrupted, so on timeout it is left to finish on
     its own. Before each change it cannot undo (publishing a record,
     removing one) the worker calls :meth:`commit`; a caller that times out
-    calls :meth:`abandon`. Whichever comes first decides: an abandoned
+    or is cancelled calls :meth:`abandon`. Whichever comes first decides: an abandoned
     worker changes nothing, and a caller that comes too late for a
     committed worker waits for its answer. A clock check alone left a
     window between the check and the change: a 503 whose change had landed,
@@ -174,6 +174,10 @@ class FileStore(SessionStore):
     ``timeout`` bounds each operation, lock waits included. ``fsync=False``
     skips the two fsyncs of each write (file and directory): faster, but a
     power cut may lose the latest writes; use it only on throwaway data.
+
+    An operation that times out, or is cancelled (a server dropping the
+    request of a client that left), changes nothing unless its worker thread
+    had already begun the change; then the change completes.
     """
 
     def __init__(
@@ -221,7 +225,15 @@ class FileStore(SessionStore):
             if not bounded:
                 return await anyio.to_thread.run_sync(call)
             with anyio.move_on_after(self.timeout):
-                return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                try:
+                    return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+                except anyio.get_cancelled_exc_class():
+                    # The timeout below, or a cancel from outside (the server
+                    # drops a request whose client left): either way nobody
+                    # will act on the answer, so the worker must not make a
+                    # change it has not begun. Idempotent with the check below.
+                    deadline.abandon()
+                    raise
             if deadline.abandon():
                 raise _Timeout
             # Past its point of no return: the change stands, so its answer is

@@ -257,6 +257,30 @@ async def test_a_lock_held_elsewhere_times_out_as_unavailable(tmp_path: Path) ->
     assert await store.read(key) == b"after"
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_an_operation_cancelled_from_outside_changes_nothing_after(tmp_path: Path) -> None:
+    # The server cancels a request whose client went away (or an app's own
+    # timeout fires) while the worker thread waits for a lock: the thread must
+    # not go on to make the change once nobody awaits it (at a login, a take
+    # landing after the request was gone would log the user out).
+    store = FileStore(tmp_path / "s", timeout=5)
+    key = new_key()
+    await store.create(key, b"before", 60)
+    fd = os.open(tmp_path / "s" / ".locks" / f"{key[:2]}.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with anyio.move_on_after(0.2) as scope:
+            await store.update(key, b"after", 60)
+        assert scope.cancelled_caught
+        with anyio.move_on_after(0.2) as scope:
+            await store.take(key)
+        assert scope.cancelled_caught
+    finally:
+        os.close(fd)  # the waiting threads get the lock now
+    await anyio.sleep(0.3)
+    assert await store.read(key) == b"before"
+
+
 async def test_clear_expired_skips_a_busy_key_and_clears_the_rest(tmp_path: Path) -> None:
     store = FileStore(tmp_path / "s", timeout=0.3)
     keys = [new_key() for _ in range(40)]
