@@ -150,6 +150,16 @@ class _Deadline:
             return True
 
 
+def _expired_record(loaded: tuple[int, bytes] | None) -> bool:
+    """Whether ``loaded`` (see ``FileStore._load``) is a record of ours, expired.
+
+    Only ours: a file whose name happens to be a key but whose header is not
+    (a directory shared by mistake, ``FileStore("/tmp")``) reads as no
+    session, and is never deleted.
+    """
+    return loaded is not None and loaded[1].startswith(_MAGIC) and loaded[0] <= _now_ms()
+
+
 def _check_key(key: StoreKey) -> StoreKey:
     if not isinstance(key, str) or not is_store_key(key):
         raise ValueError("store keys are 64 lowercase hex digits")
@@ -465,6 +475,9 @@ class FileStore(SessionStore):
     async def clear_expired(self) -> int:
         """Delete expired records, and temporary files a crash left behind.
 
+        A file named like a record but without a record's header is not ours
+        and is left alone.
+
         Returns the number of records deleted. Not bounded by ``timeout`` as a
         whole (it scans the directory), only each lock wait is.
         """
@@ -491,13 +504,12 @@ class FileStore(SessionStore):
             removed = 0
             for name in suspects:
                 path = self.directory / name
-                loaded = self._load(path, _HEADER.size)
-                if loaded is None or loaded[0] > _now_ms():
+                if not _expired_record(self._load(path, _HEADER.size)):
                     continue
                 try:
                     with self._locked(name, _Deadline(time.monotonic() + self.timeout)):
-                        loaded = self._load(path, _HEADER.size)  # again, under the lock
-                        if loaded is not None and loaded[0] <= _now_ms():
+                        # Again, under the lock.
+                        if _expired_record(self._load(path, _HEADER.size)):
                             os.unlink(path)
                             removed += 1
                 except _Timeout:

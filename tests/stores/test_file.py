@@ -130,8 +130,9 @@ async def test_foreign_or_truncated_files_are_not_records(tmp_path: Path) -> Non
     for key in (short, foreign):
         assert await store.read(key) is None
         assert await store.update(key, b"x", 60) is False
-    assert await store.clear_expired() == 2
-    assert sorted(os.listdir(tmp_path / "s")) == [".locks"]
+    # A truncated record of ours goes; a foreign file is not ours to delete.
+    assert await store.clear_expired() == 1
+    assert sorted(os.listdir(tmp_path / "s")) == sorted([".locks", foreign])
 
 
 async def test_survives_a_new_instance(tmp_path: Path) -> None:
@@ -279,6 +280,22 @@ async def test_an_operation_cancelled_from_outside_changes_nothing_after(tmp_pat
         os.close(fd)  # the waiting threads get the lock now
     await anyio.sleep(0.3)
     assert await store.read(key) == b"before"
+
+
+async def test_clear_expired_never_deletes_a_file_that_is_not_a_record(tmp_path: Path) -> None:
+    # FileStore("/tmp") by mistake, or a directory shared with something
+    # else: a file whose name happens to be 64 hex digits is not ours.
+    store = FileStore(tmp_path / "s")
+    ours, foreign, empty = new_key(), new_key(), new_key()
+    await store.create(ours, b"x", 1)
+    (tmp_path / "s" / foreign).write_bytes(b"someone else's data, not a session record")
+    (tmp_path / "s" / empty).write_bytes(b"")
+    await anyio.sleep(1.1)
+    assert await store.clear_expired() == 1
+    assert not (tmp_path / "s" / ours).exists()
+    assert (tmp_path / "s" / foreign).read_bytes() == b"someone else's data, not a session record"
+    assert (tmp_path / "s" / empty).exists()
+    assert await store.read(foreign) is None  # still no session either
 
 
 async def test_clear_expired_skips_a_busy_key_and_clears_the_rest(tmp_path: Path) -> None:
