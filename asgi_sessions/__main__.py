@@ -10,7 +10,8 @@
   permission).
 - ``inspect COOKIE --secret S`` decrypts a session cookie (a value, or a whole
   ``Cookie`` header for a session chunked over several cookies) and prints its data
-  with its creation, issue and expiry times: for debugging, with your own
+  with its creation, issue and expiry times (``--serializer MODULE:NAME`` for an
+  app that sets ``serializer=``): for debugging, with your own
   secret, on your own machine.
 """
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import errno
+import functools
+import importlib
 import json
 import os
 import secrets
@@ -31,7 +34,7 @@ import anyio
 from ._record import COOKIE_HEAD, unpack_expiry
 from .cookies import CookieSpec
 from .errors import ImproperlyConfigured, SessionStoreUnavailable
-from .serializers import JSONSerializer
+from .serializers import JSONSerializer, Serializer, check_serializer
 from .stores import (
     EncryptedCookieStore,
     SessionStore,
@@ -226,11 +229,38 @@ def _token_of(text: str, name: str) -> str | None:
     return spec.read_value([(b"cookie", text.encode("latin-1", "replace"))])
 
 
+def _serializer_from(spec: str) -> Serializer:
+    """The app's serializer, named ``MODULE:NAME`` (a class is instantiated)."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ImproperlyConfigured(
+            f"--serializer takes MODULE:NAME (e.g. myapp.sessions:serializer), not {spec!r}"
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"--serializer: cannot import {module_name} ({exc})") from exc
+    try:
+        found = functools.reduce(getattr, attribute.split("."), module)
+    except AttributeError:
+        raise ImproperlyConfigured(f"--serializer: {module_name} has no {attribute}") from None
+    if isinstance(found, type):
+        found = found()
+    return check_serializer(found)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     secrets_ = args.secret or []
     if not secrets_:
         print("inspect needs --secret (repeat it for rotated secrets)", file=sys.stderr)
         return 2
+    serializer: Serializer = JSONSerializer()
+    if args.serializer is not None:
+        try:
+            serializer = _serializer_from(args.serializer)
+        except ImproperlyConfigured as exc:
+            print(exc, file=sys.stderr)
+            return 2
     store_class = SignedCookieStore if args.signed else EncryptedCookieStore
     store = store_class(secrets_)
     token = _token_of(args.cookie.strip(), args.name)
@@ -248,15 +278,25 @@ def _inspect(args: argparse.Namespace) -> int:
     assert opened is not None  # the built-in stores raise instead
     payload, stale, _ = opened
     created, issued, expires, kind, value = COOKIE_HEAD.unpack_from(payload)
+    try:
+        data = serializer.loads(payload[COOKIE_HEAD.size :])
+    except (ValueError, TypeError, RecursionError) as exc:
+        print(
+            f"the cookie verifies, but its data does not decode ({type(exc).__name__}): "
+            "if the app sets serializer=, name it with --serializer MODULE:NAME",
+            file=sys.stderr,
+        )
+        return 1
     report = {
-        "data": JSONSerializer().loads(payload[COOKIE_HEAD.size :]),
+        "data": data,
         "created": _when(created),
         "issued": _when(issued),
         "expires": _when(expires or None),
         "custom_expiry": unpack_expiry(kind, value),
         "read_with_old_secret": stale,
     }
-    print(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False))
+    # default=repr: a serializer other than JSON may decode values JSON cannot print.
+    print(json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False, default=repr))
     return 0
 
 
@@ -290,6 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("--secret", action="append", help="a secret_key; repeat for rotation")
     inspect.add_argument("--name", default="session", help="the cookie name (default: session)")
     inspect.add_argument("--signed", action="store_true", help="a SignedCookieStore cookie")
+    inspect.add_argument(
+        "--serializer",
+        metavar="MODULE:NAME",
+        help="the app's serializer= (default: JSON), e.g. myapp.sessions:serializer",
+    )
     inspect.set_defaults(func=_inspect)
 
     args = parser.parse_args(argv)

@@ -23,11 +23,14 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import importlib
 import json
 import logging
+import secrets
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -656,3 +659,60 @@ def test_a_token_with_an_empty_ciphertext_is_refused_before_decrypting() -> None
     key = ring._keys[0]
     authentic_empty = key.aead.encrypt(header_and_nonce[5:], b"", key.header + b"session")
     assert ring.open(header_and_nonce + authentic_empty, b"session") is None
+
+
+_REVERSED_MODULE = '''
+import json
+
+
+class Reversed:
+    """JSON, bytes reversed: not JSON as far as the default serializer can tell."""
+
+    def dumps(self, value):
+        return json.dumps(value).encode()[::-1]
+
+    def loads(self, data):
+        return json.loads(bytes(data)[::-1])
+
+
+serializer = Reversed()
+'''
+
+
+def test_inspect_a_cookie_of_an_app_with_its_own_serializer(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"t_serializer_{secrets.token_hex(4)}"
+    (tmp_path / f"{module}.py").write_text(_REVERSED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    serializer = importlib.import_module(module).serializer
+    token = _issue(serializer=serializer)
+    # The default serializer cannot read it: one line saying what to do.
+    assert main(["inspect", token, "--secret", SECRET]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "--serializer MODULE:NAME" in captured.err
+    assert "alice" not in captured.err
+    for spec in (f"{module}:serializer", f"{module}:Reversed"):  # an object, or its class
+        assert main(["inspect", token, "--secret", SECRET, "--serializer", spec]) == 0
+        assert json.loads(capsys.readouterr().out)["data"] == DATA
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("json", "takes MODULE:NAME"),
+        ("no_such_module_xyz:s", "cannot import"),
+        ("json:nothing_here", "has no nothing_here"),
+        ("pickle:loads", "must have dumps"),
+        ("json:JSONDecoder", "must have dumps"),
+    ],
+)
+def test_inspect_with_a_serializer_that_cannot_work_exits_2(
+    capsys: pytest.CaptureFixture[str], spec: str, message: str
+) -> None:
+    token = _issue()
+    assert main(["inspect", token, "--secret", SECRET, "--serializer", spec]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert message in captured.err
