@@ -213,9 +213,10 @@ class SessionMiddleware:
         self._server = server_store is not None
         self._pending = _STORE_PENDING if self._server else _COOKIE_PENDING
         self._always_save = save_every_request
-        # Whether a server session that a websocket loaded is written or
-        # touched even if unchanged, as an HTTP request that read it is.
-        self._ws_refresh = self._server and (save_every_request or idle_timeout is not None)
+        # Whether a server session loaded with no response start to commit
+        # at (a websocket, or an HTTP body streamed after the headers) is
+        # written or touched even if unchanged, as a request that read it is.
+        self._refreshes = self._server and (save_every_request or idle_timeout is not None)
         if isinstance(autoload, (str, bytes)):
             raise ImproperlyConfigured("autoload takes True, False or a sequence of path prefixes")
         self._autoload: bool | tuple[str, ...] = (
@@ -298,13 +299,14 @@ class SessionMiddleware:
     ) -> None:
         await self._load_first(session, scope)
         status = 0
-        replaced = False
+        replaced = committed = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status, replaced
+            nonlocal status, replaced, committed
             if message["type"] == "http.response.start":
                 status = message["status"]
                 if session.accessed or session.is_loaded or self._always_save:
+                    committed = True
                     try:
                         update = await session.commit(status)
                     except (SessionInterrupted, SessionStoreUnavailable) as exc:
@@ -328,10 +330,17 @@ class SessionMiddleware:
             await _error_response(send, exc)
             return
 
-        if session._modified and status and not replaced and status < 500:
+        if not status or replaced or status >= 500:
+            return
+        if session._modified:
             # A change made after the headers went out is still saved under
             # the same id.
             await _save_late(session, "late session changes", status)
+        elif not committed and self._refreshes and session.is_loaded:
+            # First loaded after the headers went out (a streamed body, with
+            # autoload=False): still activity, which idle_timeout's touch
+            # must see, as at response start.
+            await _save_late(session, "session activity", status, refresh=True)
 
     def _autoloads(self, scope: Scope) -> bool:
         autoload = self._autoload
@@ -398,7 +407,7 @@ class SessionMiddleware:
         # that read it is: rolling expiry (idle_timeout's touch) and
         # save_every_request apply when it is accepted and again when it
         # ends, so a long connection also counts until its last moment.
-        refresh = self._ws_refresh
+        refresh = self._refreshes
         refreshed_at = -1
 
         async def receive_wrapper() -> Message:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -23,7 +23,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from starlette.types import Message, Receive, Scope, Send
@@ -851,6 +851,40 @@ async def test_an_emptied_record_is_touched_like_any_other() -> None:
     store.log.clear()
     assert (await raw_request(app, "/load", cookie=session_id)).status == 200
     assert [method for method, _ in store.log] == ["read", "touch"]
+
+
+@pytest.mark.anyio
+async def test_a_session_first_loaded_in_a_streamed_body_is_touched() -> None:
+    # With autoload=False a streamed response (server-sent events, say) may
+    # load the session only after its headers went out. Reading it is still
+    # activity: idle_timeout must not end a session the user is using.
+    store = _memory()
+
+    async def stream(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"headers are out; "
+            await session_of(request).load()
+            yield json.dumps(dict(session_of(request))).encode()
+
+        return StreamingResponse(body())
+
+    async def silent(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            yield b"never loads the session"
+
+        return StreamingResponse(body())
+
+    routes = {**ROUTES, "/stream": stream, "/silent": silent}
+    app = session_app(routes, store=store, secret_key=None, idle_timeout=60, autoload=False)
+    session_id = await _seed(app)
+    store.log.clear()
+    streamed = await raw_request(app, "/stream", cookie=session_id)
+    assert streamed.status == 200
+    assert b'"user": "alice"' in streamed.body
+    assert [method for method, _ in store.log] == ["read", "touch"]
+    store.log.clear()
+    assert (await raw_request(app, "/silent", cookie=session_id)).status == 200
+    assert store.log == []  # untouched: no I/O, as ever
 
 
 @pytest.mark.anyio
