@@ -31,8 +31,10 @@ class SessionError(Exception):
 class ImproperlyConfigured(SessionError, ValueError):
     """The middleware or a store was constructed with options that cannot work.
 
-    Raised at construction time, never per request, so a misconfigured app
-    fails when it starts rather than on its first visitor.
+    Raised at construction time wherever the fault can be seen there, so a
+    misconfigured app fails when it starts rather than on its first visitor.
+    One fault shows only per request: a store that needs asyncio (Redis,
+    SQL), built at import time, then used under trio.
     """
 
 

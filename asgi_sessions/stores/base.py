@@ -56,6 +56,7 @@ Run :mod:`asgi_sessions.testing`'s conformance suite against it to prove it.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from typing import TypeAlias
 
@@ -242,3 +243,17 @@ class SessionStore(ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+def on_asyncio() -> bool:
+    """Whether an asyncio event loop runs this task (not trio, say).
+
+    For the stores whose drivers need asyncio (Redis, SQL): they call it
+    only once a call has failed, to say so instead of the driver's
+    "no running event loop".
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

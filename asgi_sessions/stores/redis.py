@@ -42,7 +42,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from ..errors import ImproperlyConfigured, SessionStoreUnavailable
-from .base import SessionStore, StoreKey, UserKey
+from .base import SessionStore, StoreKey, UserKey, on_asyncio
 
 __all__ = ["RedisClient", "RedisStore"]
 
@@ -123,6 +123,27 @@ _UNAVAILABLE = (
 )
 
 
+def _cannot_persist(error: redis_errors.ResponseError) -> bool:
+    """Whether Redis refused a write because it cannot save to disk (``MISCONF``).
+
+    With ``stop-writes-on-bgsave-error`` (the default), a Redis whose last
+    RDB snapshot failed (disk full, no permission) refuses every write until
+    a save succeeds: an outage of the store, not a bug in the command.
+    redis-py has no exception class for it, only a ``ResponseError`` carrying
+    the server's message, which a pipeline prefixes with ``Command # n (…) of
+    pipeline caused error: `` and Redis < 7 with a script's
+    ``… @user_script:n: ``. Reads still work.
+    """
+    message = str(error.args[0]) if error.args else ""
+    return message.startswith("MISCONF ") or ": MISCONF " in message
+
+
+_ASYNCIO_ONLY = (
+    "RedisStore runs on asyncio only: redis.asyncio needs an asyncio event loop "
+    "(this event loop is not asyncio, e.g. trio)"
+)
+
+
 class _Script:
     """A Lua script called by SHA (``EVALSHA``), loaded on first ``NOSCRIPT``.
 
@@ -157,7 +178,9 @@ class RedisStore(SessionStore):
     Redis is back.
 
     ``prefix`` namespaces the keys, so one Redis can serve several apps.
-    Runs on asyncio only, as ``redis.asyncio`` does.
+    Runs on asyncio only, as ``redis.asyncio`` does: under another event loop
+    (trio) every operation raises
+    :class:`~asgi_sessions.errors.ImproperlyConfigured`.
     """
 
     has_user_index = True
@@ -207,6 +230,18 @@ class RedisStore(SessionStore):
             raise SessionStoreUnavailable(
                 f"Redis session store unavailable ({type(exc).__name__})"
             ) from None
+        except Exception as exc:
+            # Only on the error path: under trio, asyncio.timeout (or the
+            # client) fails with "no running event loop".
+            if not on_asyncio():
+                raise ImproperlyConfigured(_ASYNCIO_ONLY) from exc
+            if isinstance(exc, redis_errors.ResponseError) and _cannot_persist(exc):
+                # Without the server's message: in a pipeline, redis-py adds the keys to it.
+                raise SessionStoreUnavailable(
+                    "Redis session store unavailable: Redis refuses writes, "
+                    "it cannot persist to disk (MISCONF)"
+                ) from None
+            raise
 
     async def read(self, key: StoreKey) -> bytes | None:
         """``GET``: one round trip."""
@@ -372,4 +407,10 @@ class RedisStore(SessionStore):
     async def close(self) -> None:
         """Close the client if this store created it."""
         if self._owns_client:
+            if not on_asyncio():
+                # Checked first (closing is no hot path): under trio, redis-py's
+                # close asks asyncio for a loop, which either fails or has one
+                # made and left open. A client used only under trio holds no
+                # connection, so nothing is left behind.
+                raise ImproperlyConfigured(_ASYNCIO_ONLY)
             await self.client.aclose()

@@ -28,7 +28,8 @@ row is gone.
 
 SQLite (aiosqlite) is the embedded default; PostgreSQL (asyncpg) and
 MariaDB/MySQL (asyncmy) are the server choices. SQLAlchemy's async engine
-runs on asyncio only.
+runs on asyncio only: under another event loop (trio) every operation raises
+:class:`~asgi_sessions.errors.ImproperlyConfigured`.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
 from ..errors import ImproperlyConfigured, SessionStoreUnavailable
-from .base import SessionStore, StoreKey, UserKey
+from .base import SessionStore, StoreKey, UserKey, on_asyncio
 
 __all__ = ["SQLStore"]
 
@@ -362,6 +363,14 @@ class SQLStore(SessionStore):
                 f"{_describe(unknown.__cause__ or unknown)} during COMMIT, its outcome unknown)"
             ) from None
         except Exception as error:
+            if not on_asyncio():
+                # Under trio the drivers fail with "no running event loop" or a
+                # TypeError about an asyncio Future: say what is wrong instead.
+                raise ImproperlyConfigured(
+                    "SQLStore runs on asyncio only: SQLAlchemy's async engine and its "
+                    "drivers need an asyncio event loop (this event loop is not asyncio, "
+                    "e.g. trio)"
+                ) from error
             if _is_unavailable(error):
                 raise SessionStoreUnavailable(
                     f"SQL session store unavailable ({self._dialect}: {_describe(error)})"

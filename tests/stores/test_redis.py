@@ -15,7 +15,7 @@ import re
 import secrets
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +480,73 @@ async def test_hung_redis_times_out_and_no_reply_crosses_over(
     await store.close()
 
 
+@pytest.fixture
+def snapshotting_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, without AOF, for :func:`_refuse_writes`."""
+    require_redis_binaries()
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _refuse_writes(server: RedisServer) -> None:
+    """Make ``server`` refuse every write with ``MISCONF``, as when its disk is full.
+
+    A directory where the snapshot goes makes the ``BGSAVE`` fail (made after
+    the start: Redis does not start on it); with a save point configured,
+    ``stop-writes-on-bgsave-error`` (the default) then refuses writes.
+    """
+    (server.directory / "dump.rdb").mkdir()
+    cli(server.port, "CONFIG", "SET", "save", "3600 1")
+    cli(server.port, "BGSAVE")
+    deadline = time.monotonic() + 10
+    while "rdb_last_bgsave_status:err" not in server.info("persistence"):
+        assert time.monotonic() < deadline, "the BGSAVE did not fail"
+        time.sleep(0.05)
+
+
+@pytest.mark.anyio
+async def test_redis_that_cannot_persist_is_unavailable_for_writes(
+    snapshotting_redis: RedisServer,
+) -> None:
+    store = RedisStore(snapshotting_redis.url)
+    key, user = new_key(), new_key()
+    assert await store.create(key, b"kept", 600)
+    await store.link_user(user, key)
+    _refuse_writes(snapshotting_redis)
+    # Each kind of write: plain commands, Lua scripts (EVALSHA) and a pipeline.
+    writes: dict[str, Operation] = {
+        "create": lambda: store.create(new_key(), b"x", 60),
+        "update": lambda: store.update(key, b"x", 60),
+        "append": lambda: store.append(key, b"x", 60),
+        "replace": lambda: store.replace(key, b"kept", b"new", 60),
+        "compact_and_append": lambda: store.compact_and_append(key, b"x", b"y", b"z", 60),
+        "touch": lambda: store.touch(key, 60),
+        "delete": lambda: store.delete(key),
+        "take": lambda: store.take(key),
+        "link_user": lambda: store.link_user(user, new_key()),
+        "delete_user": lambda: store.delete_user(user),  # DEL and SREM in one pipeline
+    }
+    for name, operation in writes.items():
+        try:
+            await operation()
+        except SessionStoreUnavailable as error:
+            message = str(error)
+        else:
+            pytest.fail(f"{name} did not raise SessionStoreUnavailable")
+        assert "cannot persist to disk (MISCONF)" in message, name
+        assert key not in message, name
+        assert user not in message, name
+    # Reads still work, the record is intact.
+    assert await store.read(key) == b"kept"
+    assert await store.read_with_ttl(key) is not None
+    assert await store.clear_expired() == 0  # SCAN, SMEMBERS and EXISTS: reads only
+    await store.close()
+
+
 def _app(store: RedisStore) -> Starlette:
     async def login(request: Request) -> Response:
         request.session["user"] = request.path_params["name"]
@@ -526,6 +593,29 @@ def test_outage_through_the_middleware(private_redis: RedisServer) -> None:
         client.cookies.clear()
         client.cookies.set("session", bob)
         assert client.get("/whoami").json() == {"user": "bob"}
+
+
+def test_redis_that_cannot_persist_through_the_middleware(snapshotting_redis: RedisServer) -> None:
+    store = RedisStore(snapshotting_redis.url)
+    with TestClient(_app(store)) as client:
+        assert client.get("/login/alice").status_code == 200
+        _refuse_writes(snapshotting_redis)
+        assert client.get("/whoami").json() == {"user": "alice"}  # a read is still served
+        assert client.get("/login/bob").status_code == 503  # a 503, not a 500
+
+
+def test_a_redis_demoted_to_a_replica_is_unavailable_for_writes(
+    snapshotting_redis: RedisServer,
+) -> None:
+    # After a failover the app may still talk to the old primary, now a
+    # read-only replica: writes get READONLY, which is an outage (503).
+    store = RedisStore(snapshotting_redis.url)
+    with TestClient(_app(store)) as client:
+        assert client.get("/login/alice").status_code == 200
+        # Port 1: a primary that never answers, so the old data stays served.
+        cli(snapshotting_redis.port, "REPLICAOF", "127.0.0.1", "1")
+        assert client.get("/whoami").json() == {"user": "alice"}
+        assert client.get("/login/bob").status_code == 503
 
 
 # -- what the store holds --------------------------------------------------------------
