@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import functools
 import importlib
@@ -28,6 +29,7 @@ import stat
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import anyio
 
@@ -126,6 +128,27 @@ def _require_existing(store: SessionStore) -> None:
         # SQLite would say "unable to open database file", a CANTOPEN that
         # SQLStore reports as an outage (3); it is a denied permission (4).
         raise _Refused(f"{os.strerror(errno.EACCES)} (EACCES): {path}")
+    if not _sqlite_has_table(path, store.table.name):
+        # The store would create its tables on first use: in the app's own
+        # database, given by mistake, and then report "removed 0".
+        raise _Refused(f"no table {store.table.name} in {path}")
+
+
+def _sqlite_has_table(path: str, table: str) -> bool:
+    """Whether the SQLite database at ``path`` has ``table``, opened read-only."""
+    import sqlite3
+
+    uri = f"{Path(path).as_uri()}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return True  # cannot tell now (locked, say): the store's own attempt reports it
+    except sqlite3.DatabaseError:  # "file is not a database"
+        raise ImproperlyConfigured(f"not a SQLite database file: {path}") from None
+    return row is not None
 
 
 def _stat_store(path: str | os.PathLike[str], what: str, *, want_directory: bool) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -338,6 +339,40 @@ def test_clear_expired_refuses_a_sqlite_path_that_is_a_directory(
 ) -> None:
     assert main(["clear-expired", "--store", f"sqlite+aiosqlite:///{tmp_path}"]) == 2
     assert "not a SQLite database file" in _one_line_failure(capsys)
+
+
+def test_clear_expired_never_adds_its_table_to_another_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The app's own database given by mistake (app.db for sessions.db): the
+    # store would create its tables there on first use, and report "removed 0".
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+        db.commit()
+    before = path.read_bytes()
+    assert main(["clear-expired", "--store", f"sqlite+aiosqlite:///{path}"]) == 4
+    line = _one_line_failure(capsys)
+    assert line == f"clear-expired: the store refused: no table asgi_sessions in {path}"
+    assert path.read_bytes() == before
+    url = f"sqlite+aiosqlite:///{path}?table_name=orders_sessions"
+    assert main(["clear-expired", "--store", url]) == 4
+    assert "no table orders_sessions in" in _one_line_failure(capsys)
+
+
+def test_clear_expired_refuses_a_file_that_is_not_a_sqlite_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"not a database, but a file of someone's " * 100)
+    before = path.read_bytes()
+    assert main(["clear-expired", "--store", f"sqlite+aiosqlite:///{path}"]) == 2
+    assert _one_line_failure(capsys) == (
+        f"clear-expired: bad store URL: not a SQLite database file: {path}"
+    )
+    assert path.read_bytes() == before
 
 
 def test_clear_expired_works_on_an_existing_sqlite_database(
