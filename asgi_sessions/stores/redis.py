@@ -123,19 +123,40 @@ _UNAVAILABLE = (
 )
 
 
-def _cannot_persist(error: redis_errors.ResponseError) -> bool:
-    """Whether Redis refused a write because it cannot save to disk (``MISCONF``).
+_REFUSALS_FOR_NOW = {
+    "MISCONF": "Redis refuses writes, it cannot persist to disk (MISCONF)",
+    "BUSY": "Redis is busy running a script (BUSY)",
+    "NOREPLICAS": "Redis refuses writes, too few replicas are connected (NOREPLICAS)",
+}
+"""Server errors that mean "not now", which redis-py has no exception class for.
 
-    With ``stop-writes-on-bgsave-error`` (the default), a Redis whose last
-    RDB snapshot failed (disk full, no permission) refuses every write until
-    a save succeeds: an outage of the store, not a bug in the command.
-    redis-py has no exception class for it, only a ``ResponseError`` carrying
-    the server's message, which a pipeline prefixes with ``Command # n (…) of
-    pipeline caused error: `` and Redis < 7 with a script's
-    ``… @user_script:n: ``. Reads still work.
+Each holds until the server recovers, so each is an outage of the store,
+not a bug in the command: ``MISCONF``, a Redis whose last RDB snapshot
+failed (disk full, no permission) with ``stop-writes-on-bgsave-error`` (the
+default); ``BUSY``, another client's script running past
+``busy-reply-threshold``; ``NOREPLICAS``, fewer replicas than
+``min-replicas-to-write``. (``READONLY``, ``MASTERDOWN``, ``TRYAGAIN`` and
+``OOM`` have classes, in :data:`_UNAVAILABLE`.)
+"""
+
+
+def _refusal_for_now(error: redis_errors.ResponseError) -> str | None:
+    """What :data:`_REFUSALS_FOR_NOW` says of ``error``, or ``None``.
+
+    redis-py raises a plain ``ResponseError`` carrying the server's message,
+    which a pipeline prefixes with ``Command # n (…) of pipeline caused
+    error: `` and Redis < 7 a script's with ``… @user_script:n: ``.
     """
     message = str(error.args[0]) if error.args else ""
-    return message.startswith("MISCONF ") or ": MISCONF " in message
+    code = message.partition(" ")[0]
+    if code not in _REFUSALS_FOR_NOW:
+        for candidate in _REFUSALS_FOR_NOW:
+            if f": {candidate} " in message:
+                code = candidate
+                break
+        else:
+            return None
+    return _REFUSALS_FOR_NOW[code]
 
 
 _ASYNCIO_ONLY = (
@@ -235,11 +256,11 @@ class RedisStore(SessionStore):
             # client) fails with "no running event loop".
             if not on_asyncio():
                 raise ImproperlyConfigured(_ASYNCIO_ONLY) from exc
-            if isinstance(exc, redis_errors.ResponseError) and _cannot_persist(exc):
+            refusal = _refusal_for_now(exc) if isinstance(exc, redis_errors.ResponseError) else None
+            if refusal is not None:
                 # Without the server's message: in a pipeline, redis-py adds the keys to it.
                 raise SessionStoreUnavailable(
-                    "Redis session store unavailable: Redis refuses writes, "
-                    "it cannot persist to disk (MISCONF)"
+                    f"Redis session store unavailable: {refusal}"
                 ) from None
             raise
 

@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import signal
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ from asgi_sessions.testing import StoreConformance, new_key
 from tests.backends import drop_redis_keys
 
 from .redis_fixtures import RedisClusterNodes, RedisSentinel
-from .redis_servers import RedisServer, cli, require_redis_binaries
+from .redis_servers import REDIS_CLI, RedisServer, cli, require_redis_binaries
 
 pytestmark = pytest.mark.redis
 
@@ -616,6 +617,57 @@ def test_a_redis_demoted_to_a_replica_is_unavailable_for_writes(
         cli(snapshotting_redis.port, "REPLICAOF", "127.0.0.1", "1")
         assert client.get("/whoami").json() == {"user": "alice"}
         assert client.get("/login/bob").status_code == 503
+
+
+def test_a_replica_cut_off_from_its_primary_is_unavailable(
+    snapshotting_redis: RedisServer,
+) -> None:
+    # replica-serve-stale-data no: a replica whose primary is gone answers
+    # every read with MASTERDOWN (redis-py's MasterDownError), an outage.
+    store = RedisStore(snapshotting_redis.url)
+    with TestClient(_app(store)) as client:
+        assert client.get("/login/alice").status_code == 200
+        cli(snapshotting_redis.port, "CONFIG", "SET", "replica-serve-stale-data", "no")
+        cli(snapshotting_redis.port, "REPLICAOF", "127.0.0.1", "1")
+        assert client.get("/whoami").status_code == 503
+
+
+def test_a_primary_without_its_replicas_is_unavailable_for_writes(
+    snapshotting_redis: RedisServer,
+) -> None:
+    # min-replicas-to-write: with too few replicas connected, writes get
+    # NOREPLICAS until they are back.
+    store = RedisStore(snapshotting_redis.url)
+    with TestClient(_app(store)) as client:
+        assert client.get("/login/alice").status_code == 200
+        cli(snapshotting_redis.port, "CONFIG", "SET", "min-replicas-to-write", "1")
+        assert client.get("/whoami").json() == {"user": "alice"}
+        assert client.get("/login/bob").status_code == 503
+
+
+def test_a_redis_busy_with_a_long_script_is_unavailable(
+    snapshotting_redis: RedisServer,
+) -> None:
+    # Another client's script that runs past busy-reply-threshold: Redis
+    # answers everyone else BUSY until it ends or is killed.
+    store = RedisStore(snapshotting_redis.url, timeout=5)
+    with TestClient(_app(store)) as client:
+        assert client.get("/login/alice").status_code == 200
+        cli(snapshotting_redis.port, "CONFIG", "SET", "busy-reply-threshold", "50")
+        assert REDIS_CLI is not None
+        looping = subprocess.Popen(
+            [REDIS_CLI, "-p", str(snapshotting_redis.port), "EVAL", "while true do end", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.3)  # past the threshold
+            assert client.get("/whoami").status_code == 503
+            assert client.get("/login/bob").status_code == 503
+        finally:
+            cli(snapshotting_redis.port, "SCRIPT", "KILL")
+            looping.wait(timeout=10)
+        assert client.get("/whoami").json() == {"user": "alice"}
 
 
 # -- what the store holds --------------------------------------------------------------
