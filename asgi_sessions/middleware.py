@@ -497,7 +497,8 @@ async def _save_late(
     except _ENCODING_ERRORS as exc:
         # A value the serializer refuses: the app's bug, but raising it here
         # would only reach the server (or the handler's close()), after the
-        # client was answered. The message names the type, not the value.
+        # client was answered. JSONSerializer's message names the type, not
+        # the value.
         logger.error(
             "%s dropped: the session could not be serialized (%s: %s)",
             what,

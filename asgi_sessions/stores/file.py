@@ -112,9 +112,9 @@ class _Deadline:
     A thread cannot be interrupted, so on timeout it is left to finish on
     its own. Before each change it cannot undo (publishing a record,
     removing one) the worker calls :meth:`commit`; a caller that times out
-    or is cancelled calls :meth:`abandon`. Whichever comes first decides: an abandoned
-    worker changes nothing, and a caller that comes too late for a
-    committed worker waits for its answer. A clock check alone left a
+    or is cancelled calls :meth:`abandon`. Whichever comes first decides:
+    an abandoned worker changes nothing, and a caller that comes too late
+    for a committed worker waits for its answer. A clock check alone left a
     window between the check and the change: a 503 whose change had landed,
     and at a login both copies of the session gone.
     """
