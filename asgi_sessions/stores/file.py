@@ -113,8 +113,9 @@ class _Deadline:
     its own. Before each change it cannot undo (publishing a record,
     removing one) the worker calls :meth:`commit`; a caller that times out
     or is cancelled calls :meth:`abandon`. Whichever comes first decides:
-    an abandoned worker changes nothing, and a caller that comes too late
-    for a committed worker waits for its answer. A clock check alone left a
+    an abandoned worker changes nothing, and a timed-out caller that comes
+    too late for a committed worker waits for its answer (a cancelled one
+    leaves: nobody is there to take it). A clock check alone left a
     window between the check and the change: a 503 whose change had landed,
     and at a login both copies of the session gone.
     """
