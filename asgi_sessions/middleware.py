@@ -30,6 +30,7 @@ from .errors import (
     SessionError,
     SessionInterrupted,
     SessionStoreUnavailable,
+    SessionTooLarge,
 )
 from .events import EventHook
 from .serializers import JSONSerializer, Serializer, check_serializer
@@ -262,7 +263,19 @@ class SessionMiddleware:
                 if session.accessed or session._state == _LOADED or always:
                     update = session.commit_cookie(message["status"])
                     if session.accessed or update is not None:
-                        self._add_headers(message, session.accessed, update, scope["headers"])
+                        try:
+                            self._add_headers(message, session.accessed, update, scope["headers"])
+                        except SessionTooLarge:
+                            if not session._reissued:
+                                raise
+                            # Only a re-issue of data the app did not change:
+                            # a Starlette cookie just under the limit grows
+                            # some 35 bytes encrypted. Keep the one the
+                            # browser has (Vary is already added).
+                            logger.warning(
+                                "session cookie too large to re-issue encrypted; it is "
+                                "read as it is until the app changes the session"
+                            )
                 session._frozen = _AFTER_START
             return send(message)
 

@@ -230,6 +230,7 @@ class Session(dict[str, Any]):
     _gone: bool = False  # the record under _key was deleted on purpose (logout_everywhere)
     _unknown: str | None = None  # a well-formed id the store did not know (see _end)
     _reissue: bool = False
+    _reissued: bool = False  # the last commit_cookie only re-issued unchanged data
     _no_new_id: str | None = None  # why no new id can be issued (a websocket)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -1124,6 +1125,9 @@ class Session(dict[str, Any]):
         self._issued = now
         if self._reissue:
             self._reissue = False
+            # Set only here, on the rare path of an old-secret or Starlette
+            # cookie: the middleware then tolerates a line too large to send.
+            self._reissued = not self._modified
         self._modified = False
         return _cookie_update((token, cookie_age))
 

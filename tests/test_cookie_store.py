@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 import warnings
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ from tests.apps import (
     session_routes,
     set_cookies,
 )
+from tests.test_serializer_robustness import too_deep_for_json
 
 DATA = {"user": "alice", "role": "admin"}
 
@@ -577,6 +579,32 @@ def test_browser_session_cookies_still_end_on_the_server() -> None:
 
 
 def test_starlette_cookie_nested_too_deeply_to_decode_is_refused() -> None:
-    deep = b'{"tree":' + b"[" * 1500 + b"]" * 1500 + b"}"
+    depth = too_deep_for_json()  # about 1,000 levels on 3.11, several thousand on 3.12+
+    deep = b'{"tree":' + b"[" * depth + b"]" * depth + b"}"
     token = itsdangerous.TimestampSigner(SECRET).sign(base64.b64encode(deep)).decode()
     assert _show(token, store=_migrating())[0] == {}
+
+
+def test_a_starlette_cookie_too_large_to_reissue_encrypted_is_still_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Encrypted, the same data takes some 35 bytes more than Starlette's
+    # signed cookie: a Starlette session just under the browser's limit
+    # cannot be re-issued. It is read all the same, and stays as it is.
+    signer = itsdangerous.TimestampSigner(SECRET)
+
+    def starlette_size(data: dict[str, str]) -> int:  # as Starlette signs it
+        return len(signer.sign(base64.b64encode(json.dumps(data).encode())))
+
+    size = 2_900
+    while starlette_size({"blob": "x" * (size + 1)}) < 4_020:
+        size += 1
+    data = {"blob": "x" * size}
+    token = _starlette_cookie(data)
+    assert len("session=" + token) < 4_096 - 60  # it fits, with its attributes
+    with caplog.at_level(logging.WARNING, logger="asgi_sessions"):
+        seen, cookies = _show(token, store=_migrating())
+    assert seen == data
+    assert "session" not in cookies  # not re-issued, not deleted
+    assert "too large to re-issue" in caplog.text
+    assert token not in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import json.scanner
 import logging
 import pickle
 from collections import OrderedDict
@@ -259,6 +260,40 @@ class _DeepWriter:
         return json.loads(data)
 
 
+def too_deep_for_json() -> int:
+    """The least of a few depths of nested lists that the C JSON scanner refuses here.
+
+    It depends on the interpreter: about 1,000 levels on 3.11, where the
+    Python recursion limit applies; several thousand on 3.12+, where a C
+    stack limit does.
+    """
+    for depth in (1_500, 3_000, 6_000, 12_000, 24_000, 48_000):
+        try:
+            json.loads("[" * depth + "]" * depth)
+        except RecursionError:
+            return depth
+    pytest.fail("json.loads decoded 48,000 nested lists")
+
+
+class _PyJSON:
+    """JSON through the standard library's pure-Python scanner, which recurses in Python.
+
+    So ``sys.getrecursionlimit()`` bounds it on every interpreter: a cookie
+    nested 1,200 levels deep (small enough for one cookie) is too deep for it.
+    """
+
+    def __init__(self) -> None:
+        scanner: Any = json.scanner  # typeshed does not list py_make_scanner
+        self._scan = scanner.py_make_scanner(json.JSONDecoder())
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    def loads(self, data: bytes) -> Any:
+        value, _ = self._scan(data.decode(), 0)
+        return value
+
+
 def _deep_app(store: MemoryStore | None, serializer: Any = None) -> Starlette:
     async def deep(request: Request) -> JSONResponse:
         request.session.update(user="alice", tree="DEEP")
@@ -276,14 +311,17 @@ def _deep_app(store: MemoryStore | None, serializer: Any = None) -> Starlette:
 def test_a_record_nested_too_deeply_to_decode_is_a_fresh_session(
     server: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # A server record can be as deep as the default serializer refuses; a
+    # cookie must fit in 4 KB, so it is read with a serializer that recurses
+    # in Python (the default's C scanner takes thousands of levels on 3.12+).
     store = MemoryStore() if server else None
-    writer = _deep_app(store, _DeepWriter(5000 if server else 1200))
+    writer = _deep_app(store, _DeepWriter(too_deep_for_json() if server else 1_200))
     with TestClient(writer) as client:
         client.get("/deep")
         cookie = client.cookies["session"]
     sent = {"cookie": f"session={cookie}"}
     with (
-        TestClient(_deep_app(store)) as client,
+        TestClient(_deep_app(store, None if server else _PyJSON())) as client,
         caplog.at_level(logging.DEBUG, logger="asgi_sessions"),
     ):
         response = client.get("/show", headers=sent)
