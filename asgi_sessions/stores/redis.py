@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, TypeAlias, TypeVar
@@ -127,6 +128,7 @@ _REFUSALS_FOR_NOW = {
     "MISCONF": "Redis refuses writes, it cannot persist to disk (MISCONF)",
     "BUSY": "Redis is busy running a script (BUSY)",
     "NOREPLICAS": "Redis refuses writes, too few replicas are connected (NOREPLICAS)",
+    "MASTERDOWN": "the Redis replica has lost its primary (MASTERDOWN)",
 }
 """Server errors that mean "not now", which redis-py has no exception class for.
 
@@ -135,9 +137,18 @@ not a bug in the command: ``MISCONF``, a Redis whose last RDB snapshot
 failed (disk full, no permission) with ``stop-writes-on-bgsave-error`` (the
 default); ``BUSY``, another client's script running past
 ``busy-reply-threshold``; ``NOREPLICAS``, fewer replicas than
-``min-replicas-to-write``. (``READONLY``, ``MASTERDOWN``, ``TRYAGAIN`` and
-``OOM`` have classes, in :data:`_UNAVAILABLE`.)
+``min-replicas-to-write``; ``MASTERDOWN``, a replica with
+``replica-serve-stale-data no`` cut off from its primary (a class of its own,
+in :data:`_UNAVAILABLE`, in newer redis-py, not in 5). ``READONLY``, ``TRYAGAIN`` and
+``OOM`` have classes in :data:`_UNAVAILABLE`.
 """
+
+
+_REFUSAL_CODE = re.compile(
+    # At the start, or after the ": " of a pipeline's or a script's prefix,
+    # which redis-py 5 follows with the repr of the error's args: ("MISCONF …",)
+    r"""(?:^|: \(?["']?)(""" + "|".join(_REFUSALS_FOR_NOW) + ") "
+)
 
 
 def _refusal_for_now(error: redis_errors.ResponseError) -> str | None:
@@ -145,18 +156,12 @@ def _refusal_for_now(error: redis_errors.ResponseError) -> str | None:
 
     redis-py raises a plain ``ResponseError`` carrying the server's message,
     which a pipeline prefixes with ``Command # n (…) of pipeline caused
-    error: `` and Redis < 7 a script's with ``… @user_script:n: ``.
+    error: `` (redis-py 5 then quotes it: ``("MISCONF …",)``) and Redis < 7
+    a script's with ``… @user_script:n: ``.
     """
     message = str(error.args[0]) if error.args else ""
-    code = message.partition(" ")[0]
-    if code not in _REFUSALS_FOR_NOW:
-        for candidate in _REFUSALS_FOR_NOW:
-            if f": {candidate} " in message:
-                code = candidate
-                break
-        else:
-            return None
-    return _REFUSALS_FOR_NOW[code]
+    found = _REFUSAL_CODE.search(message)
+    return None if found is None else _REFUSALS_FOR_NOW[found.group(1)]
 
 
 _ASYNCIO_ONLY = (
