@@ -25,6 +25,7 @@ from asgi_sessions import SessionMiddleware, session_of
 from asgi_sessions.errors import ImproperlyConfigured
 from asgi_sessions.serializers import JSONSerializer
 from asgi_sessions.stores import MemoryStore
+from tests.apps import call
 
 SECRET = "s" * 43
 
@@ -133,11 +134,24 @@ def test_an_unencodable_value_after_flush_raises_the_serializer_error() -> None:
 # after the headers) nobody is left to tell: the changes are dropped and logged,
 # and nothing is raised into the server.
 
-Scope = dict[str, Any]
 
-
-async def _drive(app: Any, scope: Scope, inbox: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Run one ASGI connection to its end; what the app sent."""
+async def _websocket(app: Any, path: str, cookie: bytes) -> list[dict[str, Any]]:
+    """Run one websocket connection to its end (tests.apps.call is HTTP only); what the app sent."""
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver"), (b"cookie", cookie)],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 1234),
+        "subprotocols": [],
+    }
+    inbox: list[dict[str, Any]] = [{"type": "websocket.connect"}]
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
@@ -151,28 +165,6 @@ async def _drive(app: Any, scope: Scope, inbox: list[dict[str, Any]]) -> list[di
 
     await app(scope, receive, send)
     return sent
-
-
-def _scope(kind: str, path: str, cookie: bytes | None) -> Scope:
-    headers = [(b"host", b"testserver")] + ([(b"cookie", cookie)] if cookie else [])
-    scope: Scope = {
-        "type": kind,
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "scheme": "http" if kind == "http" else "ws",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": headers,
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 1234),
-    }
-    if kind == "http":
-        scope["method"] = "GET"
-    else:
-        scope["subprotocols"] = []
-    return scope
 
 
 def _late_app(store: MemoryStore) -> Starlette:
@@ -222,13 +214,13 @@ async def test_an_unencodable_value_after_the_response_is_dropped_and_logged(
     path: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = _late_app(MemoryStore())
-    sent = await _drive(app, _scope("http", "/set", None), [{"type": "http.request"}])
-    set_cookie = dict(sent[0]["headers"])[b"set-cookie"]
-    cookie = set_cookie.split(b";")[0]
-    kind = "http" if path == "/late" else "websocket"
-    inbox = [{"type": "http.request"} if kind == "http" else {"type": "websocket.connect"}]
-    with caplog.at_level(logging.WARNING, logger="asgi_sessions"):
-        sent = await _drive(app, _scope(kind, path, cookie), inbox)  # nothing raised
+    cookie = (await call(app, path="/set")).get_all(b"set-cookie")[0].split(b";")[0]
+    with caplog.at_level(logging.WARNING, logger="asgi_sessions"):  # nothing raised
+        if path == "/late":
+            await call(app, [(b"cookie", cookie)], path=path)
+            sent = []
+        else:
+            sent = await _websocket(app, path, cookie)
     if path == "/ws-close":
         assert sent[-1]["type"] == "websocket.close"  # the close frame still went out
     if path == "/ws-save":  # an explicit save raises the serializer's error in the handler
@@ -238,8 +230,8 @@ async def test_an_unencodable_value_after_the_response_is_dropped_and_logged(
     assert dropped[0].levelno == logging.ERROR
     assert "TypeError" in dropped[0].getMessage()
     assert cookie.split(b"=", 1)[1].decode() not in caplog.text
-    shown = await _drive(app, _scope("http", "/show", cookie), [{"type": "http.request"}])
-    assert json.loads(shown[1]["body"]) == {"user": "alice", "flash": "welcome"}
+    shown = await call(app, [(b"cookie", cookie)], path="/show")
+    assert shown.json() == {"user": "alice", "flash": "welcome"}
 
 
 # A record nested deeper than the decoder's recursion allows (written by another
